@@ -1,0 +1,18 @@
+//! warden's engine: the model, the ports, the store, the scheduler, the alert
+//! lifecycle and the HTTP API.
+//!
+//! # Layout
+//! - [`model`]: samples, labels, selectors, severities, alerts.
+//! - [`ports`]: the traits adapters implement (`Collector`, `Notifier`, `Action`)
+//!   and the one rules read through (`SeriesQuery`).
+//! - [`store`]: the SQLite store with its in-memory head.
+//! - [`scheduler`]: runs collectors on their intervals.
+//! - [`duration`]: durations as users write them.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod duration;
+pub mod model;
+pub mod ports;
+pub mod scheduler;
+pub mod store;

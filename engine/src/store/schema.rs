@@ -1,0 +1,82 @@
+//! Versioned schema migrations, applied in order at open. `PRAGMA user_version`
+//! holds the number of migrations applied; each one runs in its own transaction.
+
+use rusqlite::Connection;
+
+/// The migrations, oldest first. Never edit one that has shipped: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: series, samples (recent batches + compacted chunks), alert state and history.
+    r#"
+    CREATE TABLE series (
+        id        INTEGER PRIMARY KEY,
+        metric    TEXT NOT NULL,
+        labels    TEXT NOT NULL,          -- JSON object, keys sorted
+        fresh_ms  INTEGER NOT NULL,
+        last_ts   INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (metric, labels)
+    );
+    -- Each ingested batch, durable at once; folded into chunks by compaction.
+    CREATE TABLE batches (
+        id     INTEGER PRIMARY KEY,
+        data   BLOB NOT NULL
+    );
+    CREATE TABLE chunks (
+        id        INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        start_ts  INTEGER NOT NULL,
+        end_ts    INTEGER NOT NULL,
+        data      BLOB NOT NULL
+    );
+    CREATE INDEX chunks_by_series ON chunks (series_id, end_ts);
+    CREATE INDEX chunks_by_end ON chunks (end_ts);
+    CREATE TABLE alerts (
+        fingerprint   TEXT PRIMARY KEY,
+        rule          TEXT NOT NULL,
+        severity      TEXT NOT NULL,
+        labels        TEXT NOT NULL,
+        annotations   TEXT NOT NULL,
+        state         TEXT NOT NULL,     -- pending | firing
+        value         REAL,
+        active_since  INTEGER NOT NULL,  -- first seen active; never moves while active
+        fired_at      INTEGER,
+        last_active   INTEGER NOT NULL,  -- last evaluation that returned it
+        last_eval     INTEGER NOT NULL
+    );
+    CREATE TABLE alert_history (
+        id          INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        from_state  TEXT,
+        to_state    TEXT NOT NULL,
+        value       REAL,
+        at          INTEGER NOT NULL
+    );
+    CREATE INDEX alert_history_by_at ON alert_history (at);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: usize = MIGRATIONS.len();
+
+/// Applies the migrations the database has not seen. Refuses a database written by
+/// a newer warden rather than guessing.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let have: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string())? as usize;
+    if have > VERSION {
+        return Err(format!(
+            "the database has schema version {have}, newer than this warden's {VERSION}: upgrade warden or use another file"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(have) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql).map_err(|e| format!("migration {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

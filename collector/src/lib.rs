@@ -1,1 +1,131 @@
-//! placeholder
+//! warden's collectors: one module per kind, each with its config struct beside
+//! its `Collector` impl.
+//!
+//! # Layout
+//! - [`host`]: this machine: CPU, memory, swap, load, disks, network, uptime
+//!   (`[[collector.host]]`, [`host::HostCollector`]).
+//! - [`process`]: processes found by name, command line, pidfile or warden itself,
+//!   with exit detection through pidfds (`[[collector.process]]`,
+//!   [`process::ProcessCollector`]).
+//! - `common`: the keys every kind shares (`name`, `interval`, `timeout`,
+//!   `labels`) and their checks; the sample buffer; the blocking-call helpers.
+//!
+//! # Config
+//! [`CollectorsConfig`] is the `[collector]` table of the config file, one array
+//! per kind. Parsing is strict (`deny_unknown_fields`) and checks what it can while
+//! parsing, so TOML reports the position; [`CollectorsConfig::build`] then checks
+//! across fields and entries and returns every [`Problem`] at once, each with the
+//! span of the key (or entry) to fix. The binary turns spans into `file:line:col`
+//! with [`warden_engine::config::line_col`].
+//!
+//! Samples carry only the labels a collector measures (`mountpoint`,
+//! `interface`, …); the scheduler's [`Pusher`](warden_engine::scheduler::Pusher)
+//! adds `instance` and the entry's `labels`.
+
+pub mod host;
+pub mod process;
+
+mod common;
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use warden_engine::config::Problem;
+use warden_engine::ports::Collector;
+use warden_engine::scheduler::CollectorSpec;
+
+pub use common::TargetLabels;
+
+use common::Common;
+
+/// The `[collector]` table: every configured collector, one array per kind.
+///
+/// ```toml
+/// [[collector.host]]
+/// interval = "5s"
+///
+/// [[collector.process]]
+/// name = "postgres"
+/// match = "postgres"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorsConfig {
+    /// `[[collector.host]]`: this machine's vital signs. Usually one entry.
+    #[serde(default)]
+    pub host: Vec<toml::Spanned<host::HostConfig>>,
+    /// `[[collector.process]]`: one entry per process (or group of processes) to
+    /// watch.
+    #[serde(default)]
+    pub process: Vec<toml::Spanned<process::ProcessConfig>>,
+}
+
+impl CollectorsConfig {
+    /// The collectors of `warden run` without a config file: this host, and warden
+    /// itself as the process `warden`.
+    pub fn embedded_default() -> Self {
+        Self {
+            host: vec![toml::Spanned::new(0..0, host::HostConfig::default())],
+            process: vec![toml::Spanned::new(
+                0..0,
+                process::ProcessConfig::this_process("warden"),
+            )],
+        }
+    }
+
+    /// Checks every entry and builds its collector, or returns every problem found.
+    pub fn build(&self) -> Result<Vec<CollectorSpec>, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut built: Vec<(Common, Box<dyn Collector>)> = Vec::new();
+
+        let mut host_name = None;
+        for entry in &self.host {
+            let name = || host_name.get_or_insert_with(host::host_name).clone();
+            if let Some(b) = entry.get_ref().build(entry.span(), name, &mut problems) {
+                built.push(b);
+            }
+        }
+        for entry in &self.process {
+            if let Some(b) = entry.get_ref().build(entry.span(), &mut problems) {
+                built.push(b);
+            }
+        }
+
+        duplicate_names(&built, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(built
+            .into_iter()
+            .map(|(c, collector)| CollectorSpec {
+                kind: c.kind,
+                instance: c.instance,
+                interval: c.interval,
+                timeout: c.timeout,
+                labels: c.labels,
+                collector,
+            })
+            .collect())
+    }
+}
+
+/// Two entries of one kind with the same name would write the same series.
+fn duplicate_names(built: &[(Common, Box<dyn Collector>)], problems: &mut Vec<Problem>) {
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    for (c, _) in built {
+        if !seen.insert((c.kind, c.instance.as_str())) {
+            let hint = if c.kind == "host" {
+                ": set a different 'name' on each [[collector.host]]"
+            } else {
+                ": give each entry its own 'name'"
+            };
+            problems.push(Problem::at(
+                c.name_span.clone(),
+                format!("duplicate {} name '{}'{hint}", c.kind, c.instance),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,9 +10,12 @@
 //! - [`duration`]: durations as users write them.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod duration;
+pub mod lifecycle;
 pub mod model;
 pub mod ports;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;

@@ -111,7 +111,9 @@ mod tests {
 
     #[test]
     fn regular_series_are_small() {
-        let s: Vec<(i64, f64)> = (0..120).map(|i| (1_700_000_000_000 + i * 10_000, 42.0)).collect();
+        let s: Vec<(i64, f64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 10_000, 42.0))
+            .collect();
         let e = encode(&s);
         assert!(e.len() < 120 * 3, "{} bytes", e.len());
         assert_eq!(decode(&e).unwrap(), s);
@@ -119,7 +121,13 @@ mod tests {
 
     #[test]
     fn special_values_round_trip() {
-        let s = vec![(1, f64::NAN), (2, f64::INFINITY), (3, f64::NEG_INFINITY), (4, -0.0), (5, 1e-300)];
+        let s = vec![
+            (1, f64::NAN),
+            (2, f64::INFINITY),
+            (3, f64::NEG_INFINITY),
+            (4, -0.0),
+            (5, 1e-300),
+        ];
         let d = decode(&encode(&s)).unwrap();
         assert!(d[0].1.is_nan());
         assert_eq!(d[1..], s[1..]);

@@ -18,16 +18,21 @@ mod head;
 mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use head::{DEFAULT_FRESH_MS, SeriesId, SeriesSet};
 
-use crate::model::{Labels, MetricName, Sample, Selector, SeriesPoint, SeriesRange, Timestamp, now_ms};
+use crate::model::{
+    Labels, MetricName, Sample, Selector, SeriesPoint, SeriesRange, Timestamp, now_ms,
+};
 use crate::ports::{QueryError, SeriesQuery};
 
 /// Samples written together: one collection run, one push or one scrape.
@@ -108,17 +113,25 @@ impl StoreOptions {
     }
 }
 
-/// Counters the store keeps about itself, for `/metrics`.
-#[derive(Debug, Default)]
+/// Counters the store keeps about itself, for `/metrics` (clones share the values).
+#[derive(Debug, Clone)]
 pub struct StoreStats {
     /// Samples ingested.
-    pub samples_ingested: std::sync::atomic::AtomicU64,
-    /// Batches whose durable write failed (the samples stay in memory).
-    pub write_errors: std::sync::atomic::AtomicU64,
-    /// Sum of write-transaction durations, microseconds.
-    pub write_micros: std::sync::atomic::AtomicU64,
-    /// Number of write transactions.
-    pub writes: std::sync::atomic::AtomicU64,
+    pub samples_ingested: Counter,
+    /// Write transactions that failed (their samples stay in memory only).
+    pub write_errors: Counter,
+    /// Duration of each sample write transaction, seconds.
+    pub write_seconds: Histogram,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        Self {
+            samples_ingested: Counter::default(),
+            write_errors: Counter::default(),
+            write_seconds: Histogram::new(exponential_buckets(0.000_1, 4.0, 9)),
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -152,7 +165,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,10 +177,13 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
         reason,
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| err(e.to_string()))?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| err(e.to_string()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| err(e.to_string()))?;
     // Reading the schema proves the file is a database and not something else.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-        .map_err(|e| err(format!("{e} (is it a SQLite database?)")))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| err(format!("{e} (is it a SQLite database?)")))?;
     Ok(conn)
 }
 
@@ -180,16 +198,24 @@ impl Store {
         };
         let mut conn = open_conn(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-            .map_err(|e| err(e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(|e| err(e.to_string()))?;
         schema::migrate(&mut conn).map_err(err)?;
-        let reader = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let reader = open_conn(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
 
         let head_ms = opts.head.as_millis() as i64;
         let mut head = SeriesSet::new();
-        let next_id = writer::load_head(&conn, &mut head, now_ms() - head_ms).map_err(|e| err(e.to_string()))?;
+        let next_id = writer::load_head(&conn, &mut head, now_ms() - head_ms)
+            .map_err(|e| err(e.to_string()))?;
         let (updates, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             head: RwLock::new(head),
@@ -200,8 +226,15 @@ impl Store {
         });
         let (ingest, batches) = Ingest::channel(4096);
         let (commands, command_rx) = mpsc::channel(256);
-        let handle = writer::spawn(conn, shared.clone(), batches, command_rx, next_id, opts.compact_every)
-            .map_err(|e| err(e.to_string()))?;
+        let handle = writer::spawn(
+            conn,
+            shared.clone(),
+            batches,
+            command_rx,
+            next_id,
+            opts.compact_every,
+        )
+        .map_err(|e| err(e.to_string()))?;
         Ok(Store {
             shared,
             reader: Arc::new(Mutex::new(reader)),
@@ -256,8 +289,13 @@ impl Store {
             });
             let _ = tx.send(res);
         });
-        self.commands.send(Command::Exec(job)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::from)
+        self.commands
+            .send(Command::Exec(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::from)
     }
 
     /// Runs `f` on the read connection (synchronously; call from blocking contexts
@@ -275,14 +313,20 @@ impl Store {
         // Batches and commands travel on two channels; the writer drains batches
         // before it answers a flush, and the ingest queue is drained first here.
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Flush(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.commands
+            .send(Command::Flush(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
 
     /// Folds every batch row into chunks now.
     pub async fn compact(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Compact(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.commands
+            .send(Command::Compact(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
 
@@ -305,21 +349,6 @@ impl Store {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         Ok(())
-    }
-
-    fn series_range(&self, id: SeriesId, start: Timestamp, end: Timestamp) -> Result<Vec<(Timestamp, f64)>, QueryError> {
-        let head_from = now_ms() - self.shared.head_ms;
-        let (in_head, oldest) = {
-            let h = self.shared.head.read().map_err(|_| QueryError::Store("head lock poisoned".into()))?;
-            (h.samples_in(id, start, end), h.oldest(id))
-        };
-        if start >= head_from || oldest.is_some_and(|o| o <= start) {
-            return Ok(in_head);
-        }
-        let on_disk = self
-            .read(|c| writer::read_chunks(c, id, start, end))
-            .map_err(|e| QueryError::Store(e.to_string()))?;
-        Ok(merge(on_disk, in_head))
     }
 }
 
@@ -355,25 +384,77 @@ fn merge(older: Vec<(Timestamp, f64)>, newer: Vec<(Timestamp, f64)>) -> Vec<(Tim
     out
 }
 
+/// A series a range query selected, with what the head holds of it.
+struct Selected {
+    id: SeriesId,
+    name: MetricName,
+    labels: Labels,
+    in_head: Vec<(Timestamp, f64)>,
+    /// Part of the range is older than the head holds.
+    on_disk: bool,
+}
+
 impl SeriesQuery for Store {
     fn latest(&self, sel: &Selector, at: Timestamp) -> Result<Vec<SeriesPoint>, QueryError> {
-        let h = self.shared.head.read().map_err(|_| QueryError::Store("head lock poisoned".into()))?;
+        let h = self
+            .shared
+            .head
+            .read()
+            .map_err(|_| QueryError::Store("head lock poisoned".into()))?;
         h.latest(sel, at)
     }
 
-    fn range(&self, sel: &Selector, start: Timestamp, end: Timestamp) -> Result<Vec<SeriesRange>, QueryError> {
-        let selected: Vec<(SeriesId, MetricName, Labels)> = {
-            let h = self.shared.head.read().map_err(|_| QueryError::Store("head lock poisoned".into()))?;
+    fn range(
+        &self,
+        sel: &Selector,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<SeriesRange>, QueryError> {
+        let head_from = now_ms() - self.shared.head_ms;
+        let selected: Vec<Selected> = {
+            let h = self
+                .shared
+                .head
+                .read()
+                .map_err(|_| QueryError::Store("head lock poisoned".into()))?;
             h.select(sel)
                 .into_iter()
-                .filter_map(|id| h.describe(id).map(|(n, l)| (id, n.clone(), l.clone())))
+                .filter_map(|id| {
+                    let (n, l) = h.describe(id)?;
+                    let on_disk = start < head_from && h.oldest(id).is_none_or(|o| o > start);
+                    Some(Selected {
+                        id,
+                        name: n.clone(),
+                        labels: l.clone(),
+                        in_head: h.samples_in(id, start, end),
+                        on_disk,
+                    })
+                })
                 .collect()
         };
+        let disk_ids: Vec<SeriesId> = selected
+            .iter()
+            .filter(|s| s.on_disk)
+            .map(|s| s.id)
+            .collect();
+        let mut disk = if disk_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.read(|c| writer::read_chunks_of(c, &disk_ids, start, end))
+                .map_err(|e| QueryError::Store(e.to_string()))?
+        };
         let mut out = Vec::with_capacity(selected.len());
-        for (id, name, labels) in selected {
-            let samples = self.series_range(id, start, end)?;
+        for s in selected {
+            let samples = match disk.remove(&s.id) {
+                Some(older) => merge(older, s.in_head),
+                None => s.in_head,
+            };
             if !samples.is_empty() {
-                out.push(SeriesRange { name, labels, samples });
+                out.push(SeriesRange {
+                    name: s.name,
+                    labels: s.labels,
+                    samples,
+                });
             }
         }
         Ok(out)

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -17,17 +16,32 @@ const MAX_BATCHES_PER_TX: usize = 256;
 
 /// Loads series, the recent chunks and every uncompacted batch into `head`.
 /// Returns the next free series id.
-pub(super) fn load_head(conn: &Connection, head: &mut SeriesSet, head_from: Timestamp) -> rusqlite::Result<SeriesId> {
+pub(super) fn load_head(
+    conn: &Connection,
+    head: &mut SeriesSet,
+    head_from: Timestamp,
+) -> rusqlite::Result<SeriesId> {
     let mut next = 1;
     {
         let mut st = conn.prepare("SELECT id, metric, labels, fresh_ms FROM series")?;
         let rows = st.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })?;
         for row in rows {
             let (id, metric, labels, fresh) = row?;
-            let (Ok(name), Ok(labels)) = (MetricName::new(metric), serde_json::from_str::<Labels>(&labels)) else {
-                tracing::warn!(series = id, "skipping a stored series with an invalid name or labels");
+            let (Ok(name), Ok(labels)) = (
+                MetricName::new(metric),
+                serde_json::from_str::<Labels>(&labels),
+            ) else {
+                tracing::warn!(
+                    series = id,
+                    "skipping a stored series with an invalid name or labels"
+                );
                 continue;
             };
             head.register(id as SeriesId, name, labels, fresh);
@@ -35,8 +49,11 @@ pub(super) fn load_head(conn: &Connection, head: &mut SeriesSet, head_from: Time
         }
     }
     {
-        let mut st = conn.prepare("SELECT series_id, data FROM chunks WHERE end_ts >= ?1 ORDER BY id")?;
-        let rows = st.query_map([head_from], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut st =
+            conn.prepare("SELECT series_id, data FROM chunks WHERE end_ts >= ?1 ORDER BY id")?;
+        let rows = st.query_map([head_from], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         for row in rows {
             let (id, data) = row?;
             let Some(samples) = chunk::decode(&data) else {
@@ -69,19 +86,67 @@ pub(super) fn load_head(conn: &Connection, head: &mut SeriesSet, head_from: Time
     Ok(next)
 }
 
-/// Reads chunk samples of one series overlapping `[start, end]`.
-pub(super) fn read_chunks(conn: &Connection, id: SeriesId, start: Timestamp, end: Timestamp) -> rusqlite::Result<Vec<(Timestamp, f64)>> {
-    let mut st = conn.prepare_cached(
-        "SELECT data FROM chunks WHERE series_id = ?1 AND end_ts >= ?2 AND start_ts <= ?3 ORDER BY start_ts, id",
-    )?;
-    let rows = st.query_map(params![id as i64, start, end], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut out: Vec<(Timestamp, f64)> = Vec::new();
-    for row in rows {
-        let Some(samples) = chunk::decode(&row?) else { continue };
-        let run: Vec<_> = samples.into_iter().filter(|(t, _)| *t >= start && *t <= end).collect();
-        out = super::merge(out, run);
+/// Above this many series, one scan of the time range beats a query per series.
+const SCAN_THRESHOLD: usize = 32;
+
+/// Reads the chunk samples of `ids` overlapping `[start, end]`.
+pub(super) fn read_chunks_of(
+    conn: &Connection,
+    ids: &[SeriesId],
+    start: Timestamp,
+    end: Timestamp,
+) -> rusqlite::Result<HashMap<SeriesId, Vec<(Timestamp, f64)>>> {
+    let mut runs: HashMap<SeriesId, Vec<Vec<u8>>> = HashMap::new();
+    if ids.len() > SCAN_THRESHOLD {
+        let wanted: std::collections::HashSet<SeriesId> = ids.iter().copied().collect();
+        let mut st = conn.prepare_cached(
+            "SELECT series_id, data FROM chunks WHERE end_ts >= ?1 AND start_ts <= ?2 ORDER BY start_ts, id",
+        )?;
+        let rows = st.query_map(params![start, end], |r| {
+            Ok((r.get::<_, i64>(0)? as SeriesId, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (id, data) = row?;
+            if wanted.contains(&id) {
+                runs.entry(id).or_default().push(data);
+            }
+        }
+    } else {
+        let mut st = conn.prepare_cached(
+            "SELECT data FROM chunks WHERE series_id = ?1 AND end_ts >= ?2 AND start_ts <= ?3 ORDER BY start_ts, id",
+        )?;
+        for &id in ids {
+            let rows = st.query_map(params![id as i64, start, end], |r| r.get::<_, Vec<u8>>(0))?;
+            for row in rows {
+                runs.entry(id).or_default().push(row?);
+            }
+        }
     }
-    Ok(out)
+    Ok(runs
+        .into_iter()
+        .map(|(id, chunks)| {
+            let mut out: Vec<(Timestamp, f64)> = Vec::new();
+            for data in chunks {
+                let Some(samples) = chunk::decode(&data) else {
+                    continue;
+                };
+                let run: Vec<_> = samples
+                    .into_iter()
+                    .filter(|(t, _)| *t >= start && *t <= end)
+                    .collect();
+                out = if out
+                    .last()
+                    .is_none_or(|l| run.first().is_none_or(|f| f.0 > l.0))
+                {
+                    out.extend(run);
+                    out
+                } else {
+                    super::merge(out, run)
+                };
+            }
+            (id, out)
+        })
+        .collect())
 }
 
 fn encode_batch(rows: &[(SeriesId, Timestamp, f64)]) -> Vec<u8> {
@@ -129,22 +194,36 @@ pub(super) fn spawn(
     next_id: SeriesId,
     compact_every: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("warden-store".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "store writer could not start");
-                return;
-            }
-        };
-        let mut w = Writer { conn, shared, next_id };
-        rt.block_on(w.run(batches, commands, compact_every));
-        w.compact();
-    })
+    std::thread::Builder::new()
+        .name("warden-store".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "store writer could not start");
+                    return;
+                }
+            };
+            let mut w = Writer {
+                conn,
+                shared,
+                next_id,
+            };
+            rt.block_on(w.run(batches, commands, compact_every));
+            w.compact();
+        })
 }
 
 impl Writer {
-    async fn run(&mut self, mut batches: mpsc::Receiver<Batch>, mut commands: mpsc::Receiver<Command>, compact_every: Duration) {
+    async fn run(
+        &mut self,
+        mut batches: mpsc::Receiver<Batch>,
+        mut commands: mpsc::Receiver<Command>,
+        compact_every: Duration,
+    ) {
         let mut tick = tokio::time::interval(compact_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -210,7 +289,11 @@ impl Writer {
                 for s in &batch.samples {
                     let id = match head.id_of(&s.name, &s.labels) {
                         Some(id) => {
-                            if head.series.get(&id).is_some_and(|m| m.fresh_ms != batch.fresh_ms) {
+                            if head
+                                .series
+                                .get(&id)
+                                .is_some_and(|m| m.fresh_ms != batch.fresh_ms)
+                            {
                                 head.set_fresh(id, batch.fresh_ms);
                                 fresh_changed.push((id, batch.fresh_ms));
                             }
@@ -232,7 +315,7 @@ impl Writer {
                 }
             }
         }
-        self.shared.stats.samples_ingested.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.shared.stats.samples_ingested.inc_by(rows.len() as u64);
         if !names.is_empty() {
             let _ = self.shared.updates.send(Arc::new(names));
         }
@@ -240,7 +323,9 @@ impl Writer {
         let res = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             {
-                let mut ins = tx.prepare_cached("INSERT INTO series (id, metric, labels, fresh_ms) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO series (id, metric, labels, fresh_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
                 for (id, name, labels, fresh) in &new_series {
                     let labels = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
                     ins.execute(params![*id as i64, name.as_str(), labels, fresh])?;
@@ -251,15 +336,15 @@ impl Writer {
                 }
             }
             if !rows.is_empty() {
-                tx.prepare_cached("INSERT INTO batches (data) VALUES (?1)")?.execute([encode_batch(&rows)])?;
+                tx.prepare_cached("INSERT INTO batches (data) VALUES (?1)")?
+                    .execute([encode_batch(&rows)])?;
             }
             tx.commit()
         })();
         let stats = &self.shared.stats;
-        stats.write_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        stats.writes.fetch_add(1, Ordering::Relaxed);
+        stats.write_seconds.observe(started.elapsed().as_secs_f64());
         if let Err(e) = res {
-            stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            stats.write_errors.inc();
             tracing::error!(error = %e, samples = rows.len(), "store write failed; samples kept in memory only");
         }
     }
@@ -267,16 +352,22 @@ impl Writer {
     /// Folds everything not yet in a chunk into one chunk per series, deletes the
     /// batch rows that are now covered, and trims the head.
     pub(super) fn compact(&mut self) {
-        let last_batch: i64 = match self.conn.query_row("SELECT coalesce(max(id), 0) FROM batches", [], |r| r.get(0)) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "compaction: cannot read batches");
-                return;
-            }
-        };
+        let last_batch: i64 =
+            match self
+                .conn
+                .query_row("SELECT coalesce(max(id), 0) FROM batches", [], |r| r.get(0))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction: cannot read batches");
+                    return;
+                }
+            };
         let mut runs: Vec<(SeriesId, Vec<(Timestamp, f64)>)> = Vec::new();
         {
-            let Ok(head) = self.shared.head.read() else { return };
+            let Ok(head) = self.shared.head.read() else {
+                return;
+            };
             for (id, s) in &head.series {
                 if s.persisted < s.samples.len() {
                     runs.push((*id, s.samples.range(s.persisted..).copied().collect()));
@@ -287,9 +378,12 @@ impl Writer {
             let tx = self.conn.transaction()?;
             {
                 let mut ins = tx.prepare_cached("INSERT INTO chunks (series_id, start_ts, end_ts, data) VALUES (?1, ?2, ?3, ?4)")?;
-                let mut last = tx.prepare_cached("UPDATE series SET last_ts = max(last_ts, ?2) WHERE id = ?1")?;
+                let mut last = tx
+                    .prepare_cached("UPDATE series SET last_ts = max(last_ts, ?2) WHERE id = ?1")?;
                 for (id, run) in &runs {
-                    let (Some(first), Some(end)) = (run.first(), run.last()) else { continue };
+                    let (Some(first), Some(end)) = (run.first(), run.last()) else {
+                        continue;
+                    };
                     ins.execute(params![*id as i64, first.0, end.0, chunk::encode(run)])?;
                     last.execute(params![*id as i64, end.0])?;
                 }
@@ -299,8 +393,11 @@ impl Writer {
         })();
         match res {
             Ok(()) => {
-                let Ok(mut head) = self.shared.head.write() else { return };
-                let counts: HashMap<SeriesId, usize> = runs.iter().map(|(id, r)| (*id, r.len())).collect();
+                let Ok(mut head) = self.shared.head.write() else {
+                    return;
+                };
+                let counts: HashMap<SeriesId, usize> =
+                    runs.iter().map(|(id, r)| (*id, r.len())).collect();
                 for (id, s) in head.series.iter_mut() {
                     if let Some(n) = counts.get(id) {
                         s.persisted = (s.persisted + n).min(s.samples.len());
@@ -323,7 +420,9 @@ impl Writer {
         if let Err(e) = res {
             tracing::error!(error = %e, "retention pass failed; will retry");
         }
-        let _ = self.conn.execute("DELETE FROM alert_history WHERE at < ?1", [cutoff]);
+        let _ = self
+            .conn
+            .execute("DELETE FROM alert_history WHERE at < ?1", [cutoff]);
     }
 }
 

@@ -1,1 +1,8 @@
+//! End-to-end tests of the `warden` binary: each starts the real daemon on a free
+//! loopback port with a temporary config, rule files and store, and talks to it over
+//! HTTP and through its console output.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail the test
 
+mod cli;
+mod harness;
+mod lifecycle;

@@ -1,0 +1,315 @@
+//! The config file: the engine's sections plus the adapters' tables, parsed
+//! strictly and validated into [`Config`] with every error at `file:line:col`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use warden_collector::CollectorsConfig;
+use warden_engine::config::{Problem, RulesConfig, ServerConfig, StoreConfig, line_col};
+use warden_engine::ports::Notifier;
+use warden_engine::scheduler::CollectorSpec;
+use warden_engine::store::StoreOptions;
+use warden_integrations::NotifiersConfig;
+
+/// The config `warden run` uses without `--config`: this host, warden itself, the
+/// built-in host rule pack.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[server]
+listen = "127.0.0.1:9470"
+
+[store]
+path = "warden.db"
+
+[rules]
+builtin_host = true
+interval = "10s"
+
+[[collector.host]]
+interval = "5s"
+
+[[collector.process]]
+name = "warden"
+this_process = true
+interval = "5s"
+"#;
+
+/// The whole file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
+    rules: RulesConfig,
+    #[serde(default)]
+    collector: CollectorsConfig,
+    #[serde(default)]
+    notifier: NotifiersConfig,
+}
+
+/// One error in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (`<embedded>` for the built-in default).
+    pub file: String,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub col: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
+        }
+    }
+}
+
+/// The validated config.
+pub struct Config {
+    /// The file it came from (`None`: the embedded default).
+    pub source: Option<PathBuf>,
+    /// The API address.
+    pub listen: SocketAddr,
+    /// The store.
+    pub store: StoreOptions,
+    /// Rule files and directories, resolved against the config file's directory.
+    pub rule_paths: Vec<PathBuf>,
+    /// Also run the built-in host rule pack.
+    pub builtin_host: bool,
+    /// Default rule evaluation interval.
+    pub rule_interval: Duration,
+    /// Collector entries ready to run.
+    pub collectors: Vec<CollectorSpec>,
+    /// Notifiers.
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+/// Options from the command line that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--db`.
+    pub db: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--log-format json`.
+    pub json: bool,
+}
+
+/// Reads and validates `path`.
+pub fn load(path: &Path, ov: &Overrides) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read the config file: {e}"),
+        }]
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &file, &base, Some(path.to_path_buf()), ov)
+}
+
+/// The embedded default.
+pub fn embedded(ov: &Overrides) -> Result<Config, Vec<ConfigError>> {
+    parse(EMBEDDED_DEFAULT, "<embedded>", Path::new(""), None, ov)
+}
+
+fn at(
+    text: &str,
+    file: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: String,
+) -> ConfigError {
+    let (line, col) = match span {
+        Some(s) if !(s.start == 0 && s.end == 0) => line_col(text, s.start),
+        _ => (0, 0),
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// Parses and validates config text.
+pub fn parse(
+    text: &str,
+    file: &str,
+    base: &Path,
+    source: Option<PathBuf>,
+    ov: &Overrides,
+) -> Result<Config, Vec<ConfigError>> {
+    let raw: FileConfig = toml::from_str(text)
+        .map_err(|e| vec![at(text, file, e.span(), e.message().trim().to_string())])?;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut problem = |p: Problem| errors.push(at(text, file, p.span, p.message));
+
+    let listen_text = ov
+        .listen
+        .clone()
+        .unwrap_or_else(|| raw.server.listen.get_ref().clone());
+    let listen_span = ov.listen.is_none().then(|| raw.server.listen.span());
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(a) if !a.ip().is_loopback() => {
+            problem(Problem {
+                span: listen_span,
+                message: format!(
+                    "listen address '{listen_text}' is not loopback: the API has no access control yet, so warden only listens on 127.0.0.0/8 or ::1"
+                ),
+            });
+            None
+        }
+        Ok(a) => Some(a),
+        Err(_) => {
+            problem(Problem {
+                span: listen_span,
+                message: format!(
+                    "invalid listen address '{listen_text}': write host:port, e.g. '127.0.0.1:9470'"
+                ),
+            });
+            None
+        }
+    };
+
+    let collectors = match raw.collector.build() {
+        Ok(c) => c,
+        Err(ps) => {
+            ps.into_iter().for_each(&mut problem);
+            Vec::new()
+        }
+    };
+    let mut notifiers = match raw.notifier.build(ov.json) {
+        Ok(n) => n,
+        Err(ps) => {
+            ps.into_iter().for_each(&mut problem);
+            Vec::new()
+        }
+    };
+    if raw.notifier.is_empty() {
+        // Nothing configured: alerts still reach a human, on the console.
+        notifiers.push(Arc::new(
+            warden_integrations::notify::console::ConsoleNotifier::new("console", ov.json),
+        ));
+    }
+
+    let mut rule_paths = Vec::new();
+    for p in &raw.rules.paths {
+        let resolved = base.join(p.get_ref());
+        if !resolved.exists() {
+            problem(Problem::at(
+                p.span(),
+                format!("rule path '{}' does not exist", resolved.display()),
+            ));
+        }
+        rule_paths.push(resolved);
+    }
+    if raw.rules.interval.get().is_zero() {
+        problem(Problem::general("[rules].interval must be more than 0"));
+    }
+
+    let store_path = ov.db.clone().unwrap_or_else(|| {
+        if raw.store.path.is_absolute() || source.is_none() {
+            raw.store.path.clone()
+        } else {
+            base.join(&raw.store.path)
+        }
+    });
+    let mut store = StoreOptions::new(store_path);
+    store.retention = raw.store.retention.get();
+    store.head = raw.store.head.get();
+
+    match (errors.is_empty(), listen) {
+        (true, Some(listen)) => Ok(Config {
+            source,
+            listen,
+            store,
+            rule_paths,
+            builtin_host: raw.rules.builtin_host,
+            rule_interval: raw.rules.interval.get(),
+            collectors,
+            notifiers,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse(
+            text,
+            "w.toml",
+            Path::new("/nonexistent"),
+            None,
+            &Overrides::default(),
+        ) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = embedded(&Overrides::default()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(c.builtin_host);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9470");
+        assert_eq!(c.collectors.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let e = errs("[server]\nlisten = \"127.0.0.1:1\"\n\n[rules]\nintervall = \"5s\"\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("w.toml:5:1: unknown field `intervall`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_durations_point_at_the_value() {
+        let e = errs("[rules]\ninterval = \"5 parsecs\"\n");
+        assert!(
+            e[0].starts_with("w.toml:2:12: invalid duration '5 parsecs'"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn public_listen_is_refused_without_tokens() {
+        let e = errs("[server]\nlisten = \"0.0.0.0:9470\"\n");
+        assert!(
+            e[0].starts_with("w.toml:2:10: listen address '0.0.0.0:9470' is not loopback"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_rule_path_is_reported() {
+        let e = errs("[rules]\npaths = [\"nope/\"]\n");
+        assert!(
+            e[0].contains("w.toml:2:10: rule path '/nonexistent/nope/' does not exist"),
+            "{e:?}"
+        );
+    }
+}

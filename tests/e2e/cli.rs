@@ -1,0 +1,158 @@
+//! The command line: checks, usage errors, bad input at start.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Daemon, warden_bin, write};
+
+fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(warden_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["rules", "check", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let (code, out, _) = run(args, dir.path());
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+    assert_eq!(run(&["frobnicate"], dir.path()).0, 2);
+    assert_eq!(run(&["rules", "check"], dir.path()).0, 2);
+    assert_eq!(run(&["rules", "check", "missing.rhai"], dir.path()).0, 2);
+}
+
+#[test]
+fn config_check_reports_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[store]\npath = \"x.db\"\nretention = \"forever\"\n",
+    );
+    let (code, out, _) = run(&["config", "check", bad.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with(&format!(
+            "{}:3:13: invalid duration 'forever'",
+            bad.display()
+        )),
+        "{out}"
+    );
+    let good = write(
+        dir.path(),
+        "good.toml",
+        "[[collector.host]]\ninterval = \"5s\"\n",
+    );
+    assert_eq!(
+        run(&["config", "check", good.to_str().unwrap()], dir.path()).0,
+        0
+    );
+}
+
+#[test]
+fn rules_check_reports_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules/ok.rhai",
+        r#"rule("Ok", #{ severity: "info", when: || true });"#,
+    );
+    assert_eq!(run(&["rules", "check", "rules"], dir.path()).0, 0);
+    write(
+        dir.path(),
+        "rules/bad.rhai",
+        "rule(\"Bad\", #{ severity: \"urgent\", when: || true });\n",
+    );
+    let (code, out, _) = run(&["rules", "check", "rules"], dir.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("rules/bad.rhai:1:1:"), "{out}");
+    assert!(out.contains("urgent"), "{out}");
+}
+
+#[test]
+fn a_bad_config_or_store_refuses_to_start_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", "[rules]\nintervall = \"5s\"\n");
+    let (code, _, err) = run(&["run", "--config", bad.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bad.toml:2:1: unknown field `intervall`"),
+        "{err}"
+    );
+
+    write(dir.path(), "garbage.db", &"not a database ".repeat(100));
+    let cfg = write(dir.path(), "ok.toml", "[store]\npath = \"garbage.db\"\n");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot open store") && err.contains("garbage.db"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_embedded_default_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded default with only the store and port changed.
+    let port = crate::harness::free_port();
+    let child = Command::new(warden_bin())
+        .args([
+            "run",
+            "--db",
+            "default.db",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::fs::File::create(dir.path().join("o")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("e")).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        port,
+        stdout: dir.path().join("o"),
+        stderr: dir.path().join("e"),
+    };
+    d.wait_for(Duration::from_secs(20), "API up", || {
+        d.get("/healthz").ok().map(|(s, _)| s == 200)
+    });
+    d.wait_for(Duration::from_secs(20), "host samples", || {
+        let q = d.json("/api/v1/query?metric=host_memory_used_percent&range=1m");
+        Some(!q.as_array()?.is_empty())
+    });
+    let q = d.json("/api/v1/query?metric=process_resident_memory_bytes&range=1m&instance=warden");
+    assert!(
+        !q.as_array().unwrap().is_empty(),
+        "own-process collector runs"
+    );
+    let started = std::time::Instant::now();
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(dir.path().join("default.db").exists());
+}

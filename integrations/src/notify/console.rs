@@ -58,13 +58,28 @@ impl ConsoleNotifier {
             alert.severity.as_str(),
             alert.name,
             alert.labels.without(&["alertname", "severity"]),
-            alert.value
+            short(alert.value)
         );
         if let Some(summary) = alert.annotations.get("summary") {
             s.push_str(" — ");
             s.push_str(summary);
         }
         s
+    }
+}
+
+/// A value for a log line: integers without decimals, tiny values in scientific
+/// notation, others with at most four decimals.
+fn short(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.is_finite() && v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else if v.is_finite() {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        v.to_string()
     }
 }
 
@@ -140,6 +155,16 @@ mod tests {
             n.line(&alert(), 1_000),
             "1970-01-01T00:00:01.000Z FIRING   critical DiskFull {instance=\"db-1\"} value=97 — Disk / on db-1 is 97% full"
         );
+    }
+
+    #[test]
+    fn values_are_short() {
+        assert_eq!(short(97.0), "97");
+        assert_eq!(short(-157549682.68800354), "-157549682.688");
+        assert_eq!(short(0.000012), "1.200e-5");
+        assert_eq!(short(0.25), "0.25");
+        assert_eq!(short(f64::NAN), "NaN");
+        assert_eq!(short(f64::INFINITY), "inf");
     }
 
     #[test]

@@ -156,3 +156,49 @@ fn sigterm_stops_cleanly_and_the_embedded_default_runs() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(dir.path().join("default.db").exists());
 }
+
+#[test]
+fn systemd_gets_ready_and_watchdog_pings() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = write(
+        dir.path(),
+        "w.toml",
+        "[rules]\ninterval = \"1s\"\n[[collector.host]]\ninterval = \"1s\"\n",
+    );
+    let d = Daemon::start_with_env(
+        dir.path(),
+        &config,
+        "run",
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(got.iter().any(|m: &String| m.contains("READY=1"))
+        && got.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    d.signal(libc::SIGHUP);
+    let mut after = Vec::new();
+    while !after.iter().any(|m: &String| m.contains("READY=1")) {
+        let n = sock.recv(&mut buf).expect("READY again after reload");
+        after.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(after.iter().any(|m| m.contains("RELOADING=1")), "{after:?}");
+    assert!(d.terminate().success());
+    // Watchdog pings may still be queued ahead of it.
+    let mut last = String::new();
+    while !last.contains("STOPPING=1") {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 at shutdown");
+        last = String::from_utf8_lossy(&buf[..n]).to_string();
+    }
+}

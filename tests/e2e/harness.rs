@@ -33,6 +33,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `warden run --config CONFIG` in `dir`, with stdout/stderr in files there.
     pub fn start(dir: &Path, config: &Path, tag: &str) -> Daemon {
+        Self::start_with_env(dir, config, tag, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &Path, tag: &str, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let stdout = dir.join(format!("{tag}.out"));
         let stderr = dir.join(format!("{tag}.err"));
@@ -42,6 +47,7 @@ impl Daemon {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .current_dir(dir)
             .env("WARDEN_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())

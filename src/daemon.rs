@@ -108,10 +108,12 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
 
     let (alerts_tx, alerts_rx) = watch::channel(Arc::new(Vec::new()));
+    let (events_tx, _) = tokio::sync::broadcast::channel(1024);
     let state = ApiState {
         store: store.clone(),
         telemetry: telemetry.clone(),
         alerts: alerts_rx,
+        events: events_tx.clone(),
     };
     let api_stop = root.child_token();
     let api_task = tracker.spawn({
@@ -146,6 +148,7 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         sources(&cfg),
         cfg.notifiers.clone(),
         alerts_tx,
+        events_tx,
     )?;
     let updates = store.subscribe();
     let rules_task = tracker.spawn(evaluator.run(updates, control_rx, rules_stop.clone()));

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use warden_engine::api::ApiEvent;
 use warden_engine::lifecycle::{ActiveInstance, AlertBook, Applied, Change, RuleMeta, persist};
 use warden_engine::model::{Alert, AlertState, Labels, MetricName, Sample, Timestamp, now_ms};
 use warden_engine::ports::{Notification, NotifiedAlert, Notifier, NotifyReason};
@@ -69,6 +70,7 @@ pub struct Evaluator {
     files: BTreeMap<PathBuf, FileState>,
     rules: Vec<Scheduled>,
     alerts_tx: watch::Sender<Arc<Vec<Alert>>>,
+    events_tx: broadcast::Sender<ApiEvent>,
     next_internal: Instant,
 }
 
@@ -106,6 +108,7 @@ impl Evaluator {
         sources: RuleSources,
         notifiers: Vec<Arc<dyn Notifier>>,
         alerts_tx: watch::Sender<Arc<Vec<Alert>>>,
+        events_tx: broadcast::Sender<ApiEvent>,
     ) -> anyhow::Result<Self> {
         let book = store.read(|c| AlertBook::load(c, now_ms()))?;
         let _ = alerts_tx.send(Arc::new(book.alerts()));
@@ -119,6 +122,7 @@ impl Evaluator {
             files: BTreeMap::new(),
             rules: Vec::new(),
             alerts_tx,
+            events_tx,
             next_internal: Instant::now(),
         };
         ev.reload();
@@ -415,7 +419,18 @@ impl Evaluator {
     }
 
     /// Persists, publishes and announces one round's outcome.
-    async fn finish_round(&mut self, applied: Vec<Applied>, internal: Vec<Sample>) {
+    async fn finish_round(&mut self, applied: Vec<Applied>, mut internal: Vec<Sample>) {
+        // Each active alert's value as a series (like Prometheus' ALERTS), so the
+        // dashboard and rules can chart and read it.
+        let ts = now_ms();
+        for (alert, _, _) in applied.iter().flat_map(|a| a.active.iter()) {
+            internal.extend(sample(
+                "warden_alert_value",
+                alert.labels.clone(),
+                alert.value,
+                ts,
+            ));
+        }
         if !internal.is_empty() {
             let fresh_ms = 3 * self.sources.interval.as_millis() as i64;
             let _ = self
@@ -457,6 +472,7 @@ impl Evaluator {
             }
         }
         for c in changes {
+            let _ = self.events_tx.send(ApiEvent::Alert { change: c.clone() });
             self.announce(c).await;
         }
     }

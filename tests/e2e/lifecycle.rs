@@ -364,3 +364,58 @@ fn a_rule_that_fails_at_run_time_fires_warden_rule_failing_and_others_go_on() {
         d.err()
     );
 }
+
+#[test]
+fn the_event_stream_sends_a_snapshot_then_each_change() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "warden.toml", CONFIG);
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let d = Daemon::start(dir.path(), &config, "run");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut next_event = || {
+        let mut name = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "stream closed");
+            let line = line.trim_end();
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return (
+                    name.clone(),
+                    serde_json::from_str::<serde_json::Value>(data).unwrap(),
+                );
+            }
+        }
+    };
+    let (name, data) = next_event();
+    assert_eq!(name, "snapshot");
+    assert!(data.is_array());
+    // A rule appears: its changes arrive as they happen.
+    write(
+        dir.path(),
+        "rules/n.rhai",
+        r#"rule("Streamed", #{ severity: "info", pending_for: "1s", when: || series("host_uptime_seconds") > 0 });"#,
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (name, data) = next_event();
+        if name == "alert" && data["alert"]["name"] == "Streamed" {
+            seen.push(data["to"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seen, vec!["pending", "firing"]);
+    // Its value is a series too.
+    d.wait_for(Duration::from_secs(5), "warden_alert_value", || {
+        let q = d.json("/api/v1/query?metric=warden_alert_value&range=1m&alertname=Streamed");
+        Some(!q.as_array()?.is_empty())
+    });
+}

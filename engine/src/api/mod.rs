@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::lifecycle;
 use crate::model::{Alert, AlertState, Matcher, MetricName, Selector, now_ms};
@@ -30,6 +30,20 @@ pub struct ApiState {
     pub telemetry: Telemetry,
     /// The active alerts, as the rule evaluator last published them.
     pub alerts: watch::Receiver<Arc<Vec<Alert>>>,
+    /// Live events for `/api/v1/events`.
+    pub events: broadcast::Sender<ApiEvent>,
+}
+
+/// One live event on `/api/v1/events`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApiEvent {
+    /// An alert changed state.
+    Alert {
+        /// The change: the alert, `from` and `to` states, when.
+        #[serde(flatten)]
+        change: lifecycle::Change,
+    },
 }
 
 /// An error answered as `{"error": "..."}` with a 4xx or 5xx status.
@@ -61,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/history", get(history))
         .route("/api/v1/query", get(query))
+        .route("/api/v1/events", get(events))
         .with_state(state)
 }
 
@@ -205,6 +220,47 @@ async fn query(
             })
             .collect(),
     ))
+}
+
+/// Server-sent events: first a `snapshot` event with the active alerts, then one
+/// event per change (`alert`, …) as it happens; after a client falls behind, a new
+/// `snapshot`. Comments every 15 s keep proxies from closing the stream.
+async fn events(
+    State(s): State<ApiState>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    fn snapshot(alerts: &watch::Receiver<Arc<Vec<Alert>>>) -> Event {
+        let data = serde_json::to_string(&**alerts.borrow()).unwrap_or_else(|_| "[]".into());
+        Event::default().event("snapshot").data(data)
+    }
+
+    let rx = s.events.subscribe();
+    let first = snapshot(&s.alerts);
+    let stream = futures_util::stream::unfold(
+        (Some(first), rx, s.alerts),
+        |(first, mut rx, alerts)| async move {
+            if let Some(ev) = first {
+                return Some((Ok(ev), (None, rx, alerts)));
+            }
+            let ev = match rx.recv().await {
+                Ok(e) => {
+                    let name = match &e {
+                        ApiEvent::Alert { .. } => "alert",
+                    };
+                    Event::default()
+                        .event(name)
+                        .data(serde_json::to_string(&e).unwrap_or_default())
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => snapshot(&alerts),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(ev), (None, rx, alerts)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.

@@ -214,11 +214,9 @@ pub async fn tls_server(
                 match app {
                     Some(app) => {
                         let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
                     }
                     None => {
                         use tokio::io::AsyncWriteExt;

@@ -189,6 +189,24 @@ impl SampleBuf {
     }
 }
 
+/// The message for a `key` whose regex `pattern` does not compile. The regex
+/// crate's error spans several lines (pattern, caret, reason); the last says why.
+pub(crate) fn bad_regex(key: &str, pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let why = text.lines().last().unwrap_or("").trim();
+    let why = why.strip_prefix("error: ").unwrap_or(why);
+    format!("'{key}' '{pattern}' is not a valid regex ({why})")
+}
+
+/// The `instance` label of the entry a run belongs to, for log lines.
+pub(crate) fn instance_of(cx: &warden_engine::ports::CollectContext) -> String {
+    cx.push
+        .target_labels()
+        .get("instance")
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A label set of one label. `name` is a literal of this crate.
 pub(crate) fn one_label(name: &'static str, value: &str) -> Labels {
     let mut labels = Labels::empty();

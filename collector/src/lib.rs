@@ -7,6 +7,17 @@
 //! - [`process`]: processes found by name, command line, pidfile or warden itself,
 //!   with exit detection through pidfds (`[[collector.process]]`,
 //!   [`process::ProcessCollector`]).
+//! - [`http`]: HTTP(S) health checks: status, body, time, served certificate
+//!   (`[[collector.http]]`).
+//! - [`tcp`]: TCP connect checks with optional send/expect (`[[collector.tcp]]`).
+//! - [`tls`]: certificates of TLS endpoints and of files on disk, days left and
+//!   validity (`[[collector.tls]]`).
+//! - [`exec`]: Nagios-protocol check commands: status, perfdata, text
+//!   (`[[collector.exec]]`).
+//! - [`scrape`]: Prometheus/OpenMetrics exporters, with warden's own tolerant
+//!   exposition parser (`[[collector.scrape]]`).
+//! - `probe`: what the network probes share: failure reasons, `probe_success`,
+//!   the time budget inside the timeout, bounded bodies.
 //! - `common`: the keys every kind shares (`name`, `interval`, `timeout`,
 //!   `labels`) and their checks; the sample buffer; the blocking-call helpers.
 //!
@@ -22,10 +33,18 @@
 //! `interface`, …); the scheduler's [`Pusher`](warden_engine::scheduler::Pusher)
 //! adds `instance` and the entry's `labels`.
 
+pub mod exec;
 pub mod host;
+pub mod http;
 pub mod process;
+pub mod scrape;
+pub mod tcp;
+pub mod tls;
 
 mod common;
+mod probe;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashSet;
 
@@ -58,6 +77,21 @@ pub struct CollectorsConfig {
     /// watch.
     #[serde(default)]
     pub process: Vec<toml::Spanned<process::ProcessConfig>>,
+    /// `[[collector.http]]`: one entry per HTTP(S) health check.
+    #[serde(default)]
+    pub http: Vec<toml::Spanned<http::HttpConfig>>,
+    /// `[[collector.tcp]]`: one entry per TCP port to check.
+    #[serde(default)]
+    pub tcp: Vec<toml::Spanned<tcp::TcpConfig>>,
+    /// `[[collector.tls]]`: one entry per TLS endpoint or set of certificate files.
+    #[serde(default)]
+    pub tls: Vec<toml::Spanned<tls::TlsConfig>>,
+    /// `[[collector.exec]]`: one entry per Nagios-protocol check command.
+    #[serde(default)]
+    pub exec: Vec<toml::Spanned<exec::ExecConfig>>,
+    /// `[[collector.scrape]]`: one entry per Prometheus exporter.
+    #[serde(default)]
+    pub scrape: Vec<toml::Spanned<scrape::ScrapeConfig>>,
 }
 
 impl CollectorsConfig {
@@ -70,6 +104,7 @@ impl CollectorsConfig {
                 0..0,
                 process::ProcessConfig::this_process("warden"),
             )],
+            ..Self::default()
         }
     }
 
@@ -85,11 +120,16 @@ impl CollectorsConfig {
                 built.push(b);
             }
         }
-        for entry in &self.process {
-            if let Some(b) = entry.get_ref().build(entry.span(), &mut problems) {
-                built.push(b);
-            }
+        macro_rules! build_each {
+            ($($kind:ident),*) => {$(
+                for entry in &self.$kind {
+                    if let Some(b) = entry.get_ref().build(entry.span(), &mut problems) {
+                        built.push(b);
+                    }
+                }
+            )*};
         }
+        build_each!(process, http, tcp, tls, exec, scrape);
 
         duplicate_names(&built, &mut problems);
         if !problems.is_empty() {

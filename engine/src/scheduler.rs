@@ -27,13 +27,16 @@ impl Pusher {
         &self.target
     }
 
-    /// Adds the target labels to `samples` (target labels win on conflict).
+    /// Adds the target labels to `samples`. A label the sample already has is
+    /// kept: built-in collectors never set target labels (their config refuses
+    /// the names), and a scrape decides clashes itself (`honor_labels`: it renames
+    /// the target's label to `exported_<name>`, or keeps it on purpose).
     pub fn label(&self, samples: &mut [Sample]) {
         if self.target.is_empty() {
             return;
         }
         for s in samples {
-            s.labels = s.labels.merged(&self.target);
+            s.labels = self.target.merged(&s.labels);
         }
     }
 

@@ -42,7 +42,9 @@ use warden_engine::duration::HumanDuration;
 use warden_engine::model::{Labels, Sample};
 use warden_engine::ports::{BoxFuture, CollectContext, CollectError, Collector};
 
-use crate::common::{Common, CommonKeys, NameKey, SampleBuf, TargetLabels, blocking, lock_state};
+use crate::common::{
+    Common, CommonKeys, NameKey, SampleBuf, TargetLabels, bad_regex, blocking, lock_state,
+};
 use watch::Watched;
 
 /// The kernel keeps the first 15 bytes of a process name (`comm`).
@@ -199,14 +201,7 @@ impl ProcessConfig {
             return match Regex::new(c.get_ref()) {
                 Ok(re) => Some(ProcessTarget::Cmdline(re)),
                 Err(e) => {
-                    // regex errors are several lines (pattern, caret, reason).
-                    let text = e.to_string();
-                    let why = text.lines().last().unwrap_or("").trim();
-                    let why = why.strip_prefix("error: ").unwrap_or(why);
-                    problems.push(Problem::at(
-                        c.span(),
-                        format!("'cmdline' '{}' is not a valid regex ({why})", c.get_ref()),
-                    ));
+                    problems.push(Problem::at(c.span(), bad_regex("cmdline", c.get_ref(), &e)));
                     None
                 }
             };

@@ -57,6 +57,28 @@ pub struct RunArgs {
 pub enum RulesCommand {
     /// Compile and lint rule files; exit 0 clean, 1 problems (`file:line:col: message`).
     Check(RulesCheckArgs),
+    /// Run rule unit-test files (TOML or YAML); exit 0 all pass, 1 any fails.
+    Test(RulesTestArgs),
+}
+
+/// How a checker reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// `file:line:col: message` lines, and diffs.
+    Text,
+    /// One JSON document on stdout, for editors and CI annotations.
+    Json,
+}
+
+/// `warden rules test`.
+#[derive(Debug, Args)]
+pub struct RulesTestArgs {
+    /// Test files (`.toml`, `.yaml`, `.yml`) or directories of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }
 
 /// `warden rules check`.

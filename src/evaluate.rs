@@ -74,25 +74,7 @@ pub struct Evaluator {
     next_internal: Instant,
 }
 
-/// Every `*.rhai` file named by `paths` (directories are read one level deep), sorted.
-pub fn rule_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                let mut v: Vec<PathBuf> = rd
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "rhai") && p.is_file())
-                    .collect();
-                v.sort();
-                out.extend(v);
-            }
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
-}
+pub use warden_rules::rule_files;
 
 fn sample(name: &str, labels: Labels, value: f64, ts: Timestamp) -> Option<Sample> {
     MetricName::new(name)

@@ -7,12 +7,14 @@
 //! - `daemon`: wires store, collectors, rules, API and notifiers; reload and shutdown.
 //! - `evaluate`: drives rule evaluation and the alert lifecycle.
 //! - `check`: `warden rules check` and `warden config check`.
+//! - `rules_test`: `warden rules test`.
 
 mod check;
 mod cli;
 mod config;
 mod daemon;
 mod evaluate;
+mod rules_test;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run(args) => daemon::main(args),
         cli::Command::Rules(cli::RulesCommand::Check(args)) => check::rules_check(&args),
+        cli::Command::Rules(cli::RulesCommand::Test(args)) => rules_test::main(&args),
         cli::Command::Config(cli::ConfigCommand::Check(args)) => check::config_check(&args),
     }
 }

@@ -68,6 +68,9 @@ struct Tracked {
     alert: Alert,
     last_active: Timestamp,
     last_eval: Timestamp,
+    /// The first evaluation that no longer returned a firing alert: where
+    /// `keep_firing_for` counts from, as Prometheus' `KeepFiringSince`.
+    missing_since: Option<Timestamp>,
 }
 
 /// The active alerts, by fingerprint.
@@ -143,6 +146,7 @@ impl AlertBook {
                     }
                     t.last_active = now;
                     t.last_eval = now;
+                    t.missing_since = None;
                     if t.alert.state == AlertState::Pending
                         && now - t.alert.since >= rule.pending_for.as_millis() as i64
                     {
@@ -185,6 +189,7 @@ impl AlertBook {
                             alert,
                             last_active: now,
                             last_eval: now,
+                            missing_since: None,
                         },
                     );
                 }
@@ -202,8 +207,14 @@ impl AlertBook {
                 continue;
             };
             t.last_eval = now;
-            if t.alert.state == AlertState::Firing && now - t.last_active < keep_ms {
-                continue;
+            // As in Prometheus, a firing alert keeps firing while less than
+            // `keep_firing_for` has passed since the first evaluation that no
+            // longer returned it.
+            if t.alert.state == AlertState::Firing && keep_ms > 0 {
+                let since = *t.missing_since.get_or_insert(now);
+                if now - since < keep_ms {
+                    continue;
+                }
             }
             if let Some(t) = self.alerts.remove(&fp) {
                 let from = t.alert.state;
@@ -314,6 +325,10 @@ impl AlertBook {
                         last_active
                     },
                     last_eval: if restored { now } else { last_eval },
+                    // Restored: as if no time had passed, so a missing alert's
+                    // keep_firing_for counts from the next evaluation. Older:
+                    // it counts from when the alert was last returned.
+                    missing_since: (!restored).then_some(last_active),
                 },
             );
         }
@@ -496,9 +511,16 @@ mod tests {
         let r = rule(0, 30);
         let mut b = AlertBook::new();
         b.apply(&r, vec![inst("a", 1.0)], 0);
+        // Missing from 10 s on: firing while less than 30 s have passed since
+        // then (Prometheus' KeepFiringSince), so resolved at 40 s.
         assert!(b.apply(&r, vec![], 10_000).changes.is_empty());
         assert!(b.apply(&r, vec![], 20_000).changes.is_empty());
-        let a = b.apply(&r, vec![], 30_000);
+        assert!(b.apply(&r, vec![], 30_000).changes.is_empty());
+        // Returned again: the count starts over.
+        assert!(b.apply(&r, vec![inst("a", 1.0)], 35_000).changes.is_empty());
+        assert!(b.apply(&r, vec![], 45_000).changes.is_empty());
+        assert!(b.apply(&r, vec![], 70_000).changes.is_empty());
+        let a = b.apply(&r, vec![], 75_000);
         assert_eq!(
             states(&a),
             vec![(Some(AlertState::Firing), Some(AlertState::Resolved))]

@@ -35,6 +35,7 @@
 //! - [`render`]: annotation templates and value formatting.
 //! - `diag`: [`Diagnostic`], `file:line:col` messages and did-you-mean.
 //! - `rule`: the public result types ([`RuleFile`], [`Rule`], [`Evaluation`], …).
+//! - [`testing`]: rule unit tests (`warden rules test`): test files, simulated time, diffs.
 //! - `packs/*.rhai`: the built-in rule packs ([`BUILTIN_HOST_PACK`], [`BUILTIN_INTERNAL_PACK`]).
 #![warn(missing_docs)]
 
@@ -49,6 +50,7 @@ mod ops;
 pub mod render;
 mod rule;
 mod select;
+pub mod testing;
 mod vector;
 mod window;
 
@@ -65,3 +67,24 @@ pub const BUILTIN_HOST_PACK: &str = include_str!("../packs/host.rhai");
 /// The pack about warden itself (`packs/internal.rhai`), always loaded: invalid
 /// rule files, failing rules, collectors that are down.
 pub const BUILTIN_INTERNAL_PACK: &str = include_str!("../packs/internal.rhai");
+
+/// Every `*.rhai` file named by `paths`: files as given, directories read one
+/// level deep, each directory's files sorted.
+pub fn rule_files(paths: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                let mut v: Vec<std::path::PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "rhai") && p.is_file())
+                    .collect();
+                v.sort();
+                out.extend(v);
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}

@@ -26,6 +26,7 @@ fn help_and_usage_errors() {
         &["run", "--help"],
         &["rules", "check", "--help"],
         &["config", "check", "--help"],
+        &["rules", "test", "--help"],
     ] {
         let (code, out, _) = run(args, dir.path());
         assert_eq!(code, 0, "{args:?}");
@@ -34,6 +35,71 @@ fn help_and_usage_errors() {
     assert_eq!(run(&["frobnicate"], dir.path()).0, 2);
     assert_eq!(run(&["rules", "check"], dir.path()).0, 2);
     assert_eq!(run(&["rules", "check", "missing.rhai"], dir.path()).0, 2);
+    assert_eq!(run(&["rules", "test"], dir.path()).0, 2);
+    assert_eq!(run(&["rules", "test", "missing.toml"], dir.path()).0, 2);
+    assert_eq!(
+        run(&["rules", "test", "--format", "xml", "."], dir.path()).0,
+        2
+    );
+}
+
+#[test]
+fn rules_test_passes_fails_and_speaks_json() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules/up.rhai",
+        r#"rule("Down", #{ severity: "critical", pending_for: "2m", when: || series("up") == 0 });"#,
+    );
+    let test = |exp: &str| {
+        format!(
+            r#"rule_files = ["../rules/up.rhai"]
+[[tests]]
+name = "down"
+interval = "1m"
+input_series = [{{ series = 'up{{instance="a"}}', values = "1 0x5" }}]
+[[tests.alert_rule_test]]
+eval_time = "3m"
+alertname = "Down"
+exp_alerts = [{{ exp_labels = {{ instance = "a" }}, state = "{exp}" }}]
+"#
+        )
+    };
+    write(dir.path(), "tests/ok.toml", &test("firing"));
+    let (code, out, err) = run(&["rules", "test", "tests"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok     tests/ok.toml: 1 test(s) passed"),
+        "{out}"
+    );
+    assert!(err.contains("1 rule test(s) passed, 0 failed"), "{err}");
+
+    write(dir.path(), "tests/bad.toml", &test("pending"));
+    let (code, out, _) = run(&["rules", "test", "tests"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("tests/bad.toml:8:13: alert \"Down\" at 3m: expected 1 alert(s), got 1"),
+        "{out}"
+    );
+    assert!(out.contains(r#"- pending {instance="a"}"#), "{out}");
+    assert!(out.contains(r#"+ firing {instance="a"}"#), "{out}");
+
+    let (code, out, _) = run(
+        &["rules", "test", "--format", "json", "tests/bad.toml"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["failed"], 1);
+    let failure = &doc["files"][0]["tests"][0]["failures"][0];
+    assert_eq!(failure["line"], 8);
+    assert_eq!(failure["got"][0], r#"firing {instance="a"}"#);
+
+    // A directory without test files is a failure, not a silent pass.
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let (code, _, err) = run(&["rules", "test", "empty"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("no rule test files"), "{err}");
 }
 
 #[test]

@@ -9,4 +9,5 @@ mod ops;
 mod packs;
 mod results;
 mod sandbox;
+mod testing;
 mod window;

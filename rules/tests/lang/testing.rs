@@ -320,7 +320,7 @@ fn broken_test_files_get_precise_messages() {
         (
             "missing-rules.toml",
             "rule_files = [\"nope.rhai\"]\n[[tests]]\n[[tests.expr_test]]\nexpr = '1'\neval_time = '1m'\n",
-            "missing-rules.toml:1:16: rule file '",
+            "missing-rules.toml:1:15: rule file '",
         ),
         (
             "state.yaml",

@@ -16,6 +16,11 @@
 //!   (`[[collector.exec]]`).
 //! - [`scrape`]: Prometheus/OpenMetrics exporters, with warden's own tolerant
 //!   exposition parser (`[[collector.scrape]]`).
+//! - [`postgres`]: a PostgreSQL server: role, timeline, replication seen from
+//!   the primary and lived by a standby, slots, connections
+//!   (`[[collector.postgres]]`).
+//! - `db`: what the database collectors share: secrets from `*_env`/`*_file`,
+//!   `KIND_up` and `KIND_error_info`, the bounded run.
 //! - `probe`: what the network probes share: failure reasons, `probe_success`,
 //!   the time budget inside the timeout, bounded bodies.
 //! - `common`: the keys every kind shares (`name`, `interval`, `timeout`,
@@ -36,12 +41,14 @@
 pub mod exec;
 pub mod host;
 pub mod http;
+pub mod postgres;
 pub mod process;
 pub mod scrape;
 pub mod tcp;
 pub mod tls;
 
 mod common;
+mod db;
 mod probe;
 #[cfg(test)]
 mod testing;
@@ -92,6 +99,9 @@ pub struct CollectorsConfig {
     /// `[[collector.scrape]]`: one entry per Prometheus exporter.
     #[serde(default)]
     pub scrape: Vec<toml::Spanned<scrape::ScrapeConfig>>,
+    /// `[[collector.postgres]]`: one entry per PostgreSQL server.
+    #[serde(default)]
+    pub postgres: Vec<toml::Spanned<postgres::PostgresConfig>>,
 }
 
 impl CollectorsConfig {
@@ -129,7 +139,7 @@ impl CollectorsConfig {
                 }
             )*};
         }
-        build_each!(process, http, tcp, tls, exec, scrape);
+        build_each!(process, http, tcp, tls, exec, scrape, postgres);
 
         duplicate_names(&built, &mut problems);
         if !problems.is_empty() {

@@ -44,6 +44,15 @@ pub(crate) enum Reason {
     TooLarge,
     /// Files could not be read (tls `path` targets).
     Read,
+    /// The server refused the credentials (database collectors).
+    Auth,
+    /// The user lacks a privilege a query needs (database collectors).
+    Permission,
+    /// The server is starting up, shutting down, or has no room for another
+    /// connection (database collectors).
+    Unavailable,
+    /// A query failed for another reason (database collectors).
+    Query,
 }
 
 impl Reason {
@@ -61,6 +70,10 @@ impl Reason {
             Reason::Mismatch => "mismatch",
             Reason::TooLarge => "too_large",
             Reason::Read => "read",
+            Reason::Auth => "auth",
+            Reason::Permission => "permission",
+            Reason::Unavailable => "unavailable",
+            Reason::Query => "query",
         }
     }
 }

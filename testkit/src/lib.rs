@@ -1,0 +1,18 @@
+//! Real servers for warden's tests, started from the installed binaries on free
+//! loopback ports in temporary directories; never the system's own services.
+//!
+//! # Layout
+//! - [`proc`]: starting server processes (as the service's user when the tests
+//!   run as root), waiting for them, stopping them when dropped, and at the latest
+//!   when the test process exits (`PR_SET_PDEATHSIG`); free ports; work dirs.
+//! - [`pg`]: PostgreSQL primaries and streaming standbys (`initdb`,
+//!   `pg_basebackup` with a slot), and `psql` for the tests' own SQL.
+//!
+//! Every helper panics on failure with the server's log attached: they are for
+//! tests, where a failed step should fail the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step fails the test
+
+pub mod pg;
+pub mod proc;
+
+pub use proc::{Server, Workdir, free_port};

@@ -268,7 +268,8 @@ impl PgPair {
         primary.sql("CREATE TABLE IF NOT EXISTS ticks (id serial PRIMARY KEY, at timestamptz DEFAULT now())");
         let standby = Pg::standby(&primary, "standby", "standby_slot");
         primary.wait_for(
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE state = 'streaming' AND replay_lsn IS NOT NULL",
             "1",
             Duration::from_secs(30),
         );

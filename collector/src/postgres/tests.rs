@@ -41,11 +41,8 @@ fn reason(samples: &[warden_engine::model::Sample]) -> String {
 
 #[tokio::test]
 async fn a_primary_reports_its_role_standbys_slots_and_connections() {
-    let text = {
-        let p = pair().await;
-        monitor(&p.primary)
-    };
-    let mut s = spec(&text);
+    let p = pair().await;
+    let mut s = spec(&monitor(&p.primary));
     let samples = run(&mut s).await;
     assert_eq!(value(&samples, "pg_up"), 1.0, "{samples:#?}");
     assert_eq!(value(&samples, "pg_is_primary"), 1.0);

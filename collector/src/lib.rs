@@ -19,6 +19,10 @@
 //! - [`postgres`]: a PostgreSQL server: role, timeline, replication seen from
 //!   the primary and lived by a standby, slots, connections
 //!   (`[[collector.postgres]]`).
+//! - [`redis`]: a Redis server: role, replication offsets and links, clients,
+//!   memory (`[[collector.redis]]`).
+//! - [`sentinel`]: a Redis Sentinel: masters, their address, down flags,
+//!   failovers, quorum (`[[collector.sentinel]]`).
 //! - `db`: what the database collectors share: secrets from `*_env`/`*_file`,
 //!   `KIND_up` and `KIND_error_info`, the bounded run.
 //! - `probe`: what the network probes share: failure reasons, `probe_success`,
@@ -43,7 +47,9 @@ pub mod host;
 pub mod http;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod scrape;
+pub mod sentinel;
 pub mod tcp;
 pub mod tls;
 
@@ -102,6 +108,12 @@ pub struct CollectorsConfig {
     /// `[[collector.postgres]]`: one entry per PostgreSQL server.
     #[serde(default)]
     pub postgres: Vec<toml::Spanned<postgres::PostgresConfig>>,
+    /// `[[collector.redis]]`: one entry per Redis server.
+    #[serde(default)]
+    pub redis: Vec<toml::Spanned<redis::RedisConfig>>,
+    /// `[[collector.sentinel]]`: one entry per Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: Vec<toml::Spanned<sentinel::SentinelConfig>>,
 }
 
 impl CollectorsConfig {
@@ -139,7 +151,9 @@ impl CollectorsConfig {
                 }
             )*};
         }
-        build_each!(process, http, tcp, tls, exec, scrape, postgres);
+        build_each!(
+            process, http, tcp, tls, exec, scrape, postgres, redis, sentinel
+        );
 
         duplicate_names(&built, &mut problems);
         if !problems.is_empty() {

@@ -2,6 +2,7 @@
 //! loopback ports in temporary directories; never the system's own services.
 //!
 //! # Layout
+//! - [`redis`]: Redis primaries, replicas and Sentinels.
 //! - [`proc`]: starting server processes (as the service's user when the tests
 //!   run as root), waiting for them, stopping them when dropped, and at the latest
 //!   when the test process exits (`PR_SET_PDEATHSIG`); free ports; work dirs.
@@ -14,5 +15,6 @@
 
 pub mod pg;
 pub mod proc;
+pub mod redis;
 
 pub use proc::{Server, Workdir, free_port};

@@ -84,9 +84,17 @@ pub struct RulesTestArgs {
 /// `warden rules check`.
 #[derive(Debug, Args)]
 pub struct RulesCheckArgs {
-    /// Rule files or directories of `*.rhai`.
-    #[arg(required = true)]
+    /// Rule files or directories of `*.rhai` (default with --config: its
+    /// `[rules].paths`).
+    #[arg(required_unless_present = "config")]
     pub paths: Vec<PathBuf>,
+    /// A config file: `remediate` must name its actions; without PATH, its rule
+    /// paths are checked.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }
 
 /// `warden config ...`.
@@ -101,7 +109,10 @@ pub enum ConfigCommand {
 pub struct ConfigCheckArgs {
     /// The config file.
     pub file: PathBuf,
-    /// Also compile the rule files the config points at.
+    /// Also check the rule files the config points at.
     #[arg(long)]
     pub rules: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
 }

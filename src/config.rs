@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod collect;
+
 use serde::Deserialize;
 use warden_collector::CollectorsConfig;
 use warden_engine::config::{Problem, RulesConfig, ServerConfig, StoreConfig, line_col};
@@ -157,9 +159,16 @@ pub fn parse(
     source: Option<PathBuf>,
     ov: &Overrides,
 ) -> Result<Config, Vec<ConfigError>> {
-    let raw: FileConfig = toml::from_str(text)
-        .map_err(|e| vec![at(text, file, e.span(), e.message().trim().to_string())])?;
-    let mut errors: Vec<ConfigError> = Vec::new();
+    // Every error of the file, not just the first; checks below run over what
+    // did parse.
+    let (raw, parse_errors) = collect::deserialize::<FileConfig>(text);
+    let mut errors: Vec<ConfigError> = parse_errors
+        .into_iter()
+        .map(|e| at(text, file, e.span, e.message))
+        .collect();
+    let Some(raw): Option<FileConfig> = raw else {
+        return Err(errors);
+    };
     let mut problem = |p: Problem| errors.push(at(text, file, p.span, p.message));
 
     let listen_text = ov

@@ -206,6 +206,14 @@ pub(crate) fn did_you_mean<'a>(
             }
         }
     }
+    // A word short of a candidate: `pending` → `pending_for`.
+    let mut longer = candidates.clone().into_iter().filter(|c| {
+        c.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('_'))
+    });
+    if let (Some(c), None) = (longer.next(), longer.next()) {
+        return Some(c);
+    }
     let max = 1 + name.chars().count() / 3;
     candidates
         .into_iter()
@@ -251,6 +259,11 @@ mod tests {
         assert_eq!(did_you_mean("serie", names), Some("series"));
         assert_eq!(did_you_mean("incraese", names), Some("increase"));
         assert_eq!(did_you_mean("frobnicate", names), None);
+        assert_eq!(did_you_mean("avg", names), Some("avg_over"));
+        assert_eq!(
+            did_you_mean("pending", ["pending_for", "every"]),
+            Some("pending_for")
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -24,6 +24,8 @@
 //! # Layout
 //! - [`engine`]: [`RuleEngine`], the sandbox and its [`Limits`], and the entry points.
 //! - `load`: compiling a file, collecting its `rule(...)` calls, validating keys.
+//! - [`check`]: `warden rules check`: checks across files, placeholders, `remediate`.
+//! - `shape`: which labels a rule's alerts can carry (for the placeholder check).
 //! - `lint`: the load-time check for unknown functions and wrong argument counts.
 //! - `context`: how the store and `now` reach native functions during a call.
 //! - `vector`: the `Vector` and [`Element`] values and their helpers.
@@ -40,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod aggregate;
+pub mod check;
 mod context;
 mod diag;
 pub mod engine;
@@ -50,6 +53,7 @@ mod ops;
 pub mod render;
 mod rule;
 mod select;
+mod shape;
 pub mod testing;
 mod vector;
 mod window;

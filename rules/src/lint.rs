@@ -148,8 +148,14 @@ fn check_call(call: &FnCallExpr, method: bool, known: &KnownFns, local: &Local) 
             None => format!("unknown function '{name}'"),
         });
     }
-    if takes.contains(&argc) || local.vars.contains(name) {
+    if local.vars.contains(name) {
         return None;
+    }
+    if takes.contains(&argc) {
+        if method || local.fns.contains_key(name) {
+            return None;
+        }
+        return check_literal_args(name, &call.args);
     }
     let list: Vec<String> = takes.iter().map(usize::to_string).collect();
     Some(format!(
@@ -157,4 +163,132 @@ fn check_call(call: &FnCallExpr, method: bool, known: &KnownFns, local: &Local) 
         if argc == 1 { "" } else { "s" },
         list.join(" or ")
     ))
+}
+
+/// What a literal argument is, for messages.
+fn literal_kind(e: &Expr) -> Option<&'static str> {
+    match e {
+        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => Some("a number"),
+        Expr::BoolConstant(..) => Some("a bool"),
+        Expr::StringConstant(..) => Some("a string"),
+        Expr::Array(..) => Some("an array"),
+        Expr::Map(..) => Some("a map"),
+        Expr::Unit(..) => Some("()"),
+        Expr::DynamicConstant(d, _) if d.is_string() => Some("a string"),
+        Expr::DynamicConstant(d, _) if d.is_array() => Some("an array"),
+        Expr::DynamicConstant(d, _) if d.is_map() => Some("a map"),
+        _ => None,
+    }
+}
+
+fn literal_string(e: &Expr) -> Option<String> {
+    match e {
+        Expr::StringConstant(s, _) => Some(s.to_string()),
+        Expr::DynamicConstant(d, _) if d.is_string() => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+/// Window functions: the position of their window argument.
+const WINDOW_ARG: [(&str, usize); 19] = [
+    ("avg_over", 1),
+    ("min_over", 1),
+    ("max_over", 1),
+    ("sum_over", 1),
+    ("count_over", 1),
+    ("stddev_over", 1),
+    ("last_over", 1),
+    ("changes", 1),
+    ("resets", 1),
+    ("deriv", 1),
+    ("delta", 1),
+    ("increase", 1),
+    ("rate", 1),
+    ("irate", 1),
+    ("quantile_over", 2),
+    ("predict_linear", 1),
+    ("offset", 1),
+    ("absent", 1),
+    ("consecutive_failures", usize::MAX),
+];
+
+/// Literal arguments of warden's functions that can only fail at run time: a
+/// window that is not a duration string, a series name that is not a string, a
+/// label list that is not an array, a count that is not a number.
+fn check_literal_args(name: &str, args: &[Expr]) -> Option<String> {
+    let kind = |i: usize| args.get(i).and_then(literal_kind);
+    if let Some(&(_, w)) = WINDOW_ARG.iter().find(|(n, _)| *n == name) {
+        if let Some(k) = kind(0)
+            && k != "a string"
+        {
+            return Some(format!(
+                "{name}(): the first argument must be series(...) or a metric name, not {k}"
+            ));
+        }
+        if let Some(arg) = args.get(w) {
+            if let Some(text) = literal_string(arg) {
+                match warden_engine::duration::parse(&text) {
+                    Ok(d) if d.is_zero() => {
+                        return Some(format!("{name}(): the window must be longer than 0"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Some(format!("{name}(): {e}")),
+                }
+            } else if let Some(k) = kind(w) {
+                return Some(format!(
+                    "{name}(): the window must be a duration string like \"5m\", not {k}"
+                ));
+            }
+        }
+        let number_at = match name {
+            "quantile_over" => Some((1, "the quantile")),
+            "predict_linear" => Some((2, "seconds_ahead")),
+            "consecutive_failures" => Some((1, "the count")),
+            _ => None,
+        };
+        if let Some((i, what)) = number_at
+            && let Some(k) = kind(i)
+            && k != "a number"
+        {
+            return Some(format!("{name}(): {what} must be a number, not {k}"));
+        }
+        return None;
+    }
+    match name {
+        "series" => {
+            if let Some(text) = args.first().and_then(literal_string) {
+                if !crate::vector::is_metric_name(&text) {
+                    return Some(format!(
+                        "series(): invalid metric name '{text}': use letters, digits, '_' and ':', not starting with a digit"
+                    ));
+                }
+            } else if let Some(k) = kind(0) {
+                return Some(format!(
+                    "series(): the metric name must be a string, not {k}"
+                ));
+            }
+            match kind(1) {
+                Some("a map") | None => None,
+                Some(k) => Some(format!(
+                    "series(): the label matchers must be a map #{{ label: \"value\" }}, not {k}"
+                )),
+            }
+        }
+        "on" | "ignoring" => list_arg(name, kind(1)),
+        _ if name.ends_with("_by") || name.ends_with("_without") => list_arg(name, kind(1)),
+        "topk" | "bottomk" => match kind(1) {
+            Some("a number") | None => None,
+            Some(k) => Some(format!("{name}(): k must be a number, not {k}")),
+        },
+        _ => None,
+    }
+}
+
+fn list_arg(name: &str, kind: Option<&str>) -> Option<String> {
+    match kind {
+        Some("an array") | None => None,
+        Some(k) => Some(format!(
+            "{name}(): the labels must be a list [\"instance\", ...], not {k}"
+        )),
+    }
 }

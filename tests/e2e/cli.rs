@@ -44,6 +44,51 @@ fn help_and_usage_errors() {
 }
 
 #[test]
+fn checkers_speak_json() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules/bad.rhai",
+        "rule(\"Bad\", #{ severity: \"urgent\", remediate: [\"nope\"], when: || true });\n",
+    );
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        "[rules]\npaths = [\"rules/\"]\nintervall = \"1s\"\n\n[store]\nretention = \"soon\"\n",
+    );
+    let (code, out, _) = run(&["rules", "check", "--format", "json", "rules"], dir.path());
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["files"], 1);
+    assert_eq!(doc["problems"][0]["file"], "rules/bad.rhai");
+    assert_eq!(doc["problems"][0]["line"], 1);
+    assert_eq!(doc["problems"][0]["rule"], "Bad");
+
+    let (code, out, _) = run(
+        &["config", "check", "--format", "json", cfg.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["valid"], false);
+    let lines: Vec<u64> = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 6], "every error, not the first: {doc}");
+
+    // --config alone checks the config's rule paths against its actions.
+    let (code, out, _) = run(&["rules", "check", "--config", "warden.toml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("rules/bad.rhai:1:1: rule \"Bad\": invalid severity 'urgent'"),
+        "{out}"
+    );
+}
+
+#[test]
 fn rules_test_passes_fails_and_speaks_json() {
     let dir = tempfile::tempdir().unwrap();
     write(

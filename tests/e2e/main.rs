@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail the test
 
 mod cli;
+mod fixtures;
 mod harness;
 mod lifecycle;
 mod probes;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod aggregate;
+mod check;
 mod common;
 mod diagnostics;
 mod ops;

@@ -19,6 +19,8 @@
 //! - [`postgres`]: a PostgreSQL server: role, timeline, replication seen from
 //!   the primary and lived by a standby, slots, connections
 //!   (`[[collector.postgres]]`).
+//! - [`mysql`]: a MariaDB/MySQL server: writable or not, binlog, GTIDs,
+//!   replica threads, lag and errors (`[[collector.mysql]]`).
 //! - [`redis`]: a Redis server: role, replication offsets and links, clients,
 //!   memory (`[[collector.redis]]`).
 //! - [`sentinel`]: a Redis Sentinel: masters, their address, down flags,
@@ -45,6 +47,7 @@
 pub mod exec;
 pub mod host;
 pub mod http;
+pub mod mysql;
 pub mod postgres;
 pub mod process;
 pub mod redis;
@@ -108,6 +111,9 @@ pub struct CollectorsConfig {
     /// `[[collector.postgres]]`: one entry per PostgreSQL server.
     #[serde(default)]
     pub postgres: Vec<toml::Spanned<postgres::PostgresConfig>>,
+    /// `[[collector.mysql]]`: one entry per MariaDB/MySQL server.
+    #[serde(default)]
+    pub mysql: Vec<toml::Spanned<mysql::MysqlConfig>>,
     /// `[[collector.redis]]`: one entry per Redis server.
     #[serde(default)]
     pub redis: Vec<toml::Spanned<redis::RedisConfig>>,
@@ -152,7 +158,7 @@ impl CollectorsConfig {
             )*};
         }
         build_each!(
-            process, http, tcp, tls, exec, scrape, postgres, redis, sentinel
+            process, http, tcp, tls, exec, scrape, postgres, mysql, redis, sentinel
         );
 
         duplicate_names(&built, &mut problems);

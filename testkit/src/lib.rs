@@ -2,6 +2,7 @@
 //! loopback ports in temporary directories; never the system's own services.
 //!
 //! # Layout
+//! - [`mariadb`]: MariaDB primaries and GTID replicas.
 //! - [`redis`]: Redis primaries, replicas and Sentinels.
 //! - [`proc`]: starting server processes (as the service's user when the tests
 //!   run as root), waiting for them, stopping them when dropped, and at the latest
@@ -13,6 +14,7 @@
 //! tests, where a failed step should fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step fails the test
 
+pub mod mariadb;
 pub mod pg;
 pub mod proc;
 pub mod redis;

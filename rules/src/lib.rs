@@ -38,7 +38,8 @@
 //! - `diag`: [`Diagnostic`], `file:line:col` messages and did-you-mean.
 //! - `rule`: the public result types ([`RuleFile`], [`Rule`], [`Evaluation`], …).
 //! - [`testing`]: rule unit tests (`warden rules test`): test files, simulated time, diffs.
-//! - `packs/*.rhai`: the built-in rule packs ([`BUILTIN_HOST_PACK`], [`BUILTIN_INTERNAL_PACK`]).
+//! - `packs/internal.rhai` and `examples/host/rules/host.rhai`: the built-in rule
+//!   packs ([`BUILTIN_INTERNAL_PACK`], [`BUILTIN_HOST_PACK`]).
 #![warn(missing_docs)]
 
 mod aggregate;
@@ -64,9 +65,10 @@ pub use engine::{Limits, RuleEngine};
 pub use rule::{Evaluation, ExprValue, Instance, Rule, RuleFile};
 pub use vector::Element;
 
-/// The built-in host pack (`packs/host.rhai`): CPU, memory, disk, swap and load
-/// alerts for the machine warden runs on. The embedded default loads it.
-pub const BUILTIN_HOST_PACK: &str = include_str!("../packs/host.rhai");
+/// The built-in host pack (`examples/host/rules/host.rhai`, the same file the
+/// host rule pack ships and tests): CPU, memory, disk, swap and load alerts for
+/// the machine warden runs on. The embedded default loads it.
+pub const BUILTIN_HOST_PACK: &str = include_str!("../../examples/host/rules/host.rhai");
 
 /// The pack about warden itself (`packs/internal.rhai`), always loaded: invalid
 /// rule files, failing rules, collectors that are down.

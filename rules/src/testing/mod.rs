@@ -127,6 +127,11 @@ pub fn run_file(engine: &RuleEngine, path: &Path) -> FileReport {
     };
     let (rules, problems) = compile_rules(engine, &file.rule_files);
     report.problems = problems;
+    if !report.problems.is_empty() {
+        // A rule file that does not compile leaves its rules unknown: naming
+        // each test that uses them would only repeat that.
+        return report;
+    }
     for t in &file.tests {
         for a in &t.alert_tests {
             if !rules.contains_key(&a.alertname) {

@@ -12,6 +12,11 @@ mod collect;
 use serde::Deserialize;
 use warden_collector::CollectorsConfig;
 use warden_engine::config::{Problem, RulesConfig, ServerConfig, StoreConfig, line_col};
+use warden_engine::notify::config::{
+    DependencyConfig, InhibitConfig, MaintenanceConfig, NotifyConfig, NotifyPlan, NotifySections,
+    RouteConfig,
+};
+use warden_engine::notify::dispatch::ReceiverInfo;
 use warden_engine::ports::Notifier;
 use warden_engine::scheduler::CollectorSpec;
 use warden_engine::store::StoreOptions;
@@ -53,6 +58,16 @@ pub struct FileConfig {
     collector: CollectorsConfig,
     #[serde(default)]
     notifier: NotifiersConfig,
+    #[serde(default)]
+    notify: Option<NotifyConfig>,
+    #[serde(default)]
+    route: Vec<toml::Spanned<RouteConfig>>,
+    #[serde(default)]
+    inhibit: Vec<toml::Spanned<InhibitConfig>>,
+    #[serde(default)]
+    dependency: Vec<toml::Spanned<DependencyConfig>>,
+    #[serde(default)]
+    maintenance: Vec<toml::Spanned<MaintenanceConfig>>,
 }
 
 /// One error in a config file.
@@ -98,8 +113,26 @@ pub struct Config {
     pub rule_interval: Duration,
     /// Collector entries ready to run.
     pub collectors: Vec<CollectorSpec>,
-    /// Notifiers.
+    /// Notifiers (the receivers of the notification pipeline).
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Routes, inhibitions, maintenance windows and delivery settings.
+    pub notify: NotifyPlan,
+    /// Without any configured notifier: every alert state change printed on the
+    /// console as it happens (the embedded default's behaviour).
+    pub state_log: Option<Arc<dyn Notifier>>,
+}
+
+impl Config {
+    /// The receivers as the notification pipeline knows them.
+    pub fn receivers(&self) -> Vec<ReceiverInfo> {
+        self.notifiers
+            .iter()
+            .map(|n| ReceiverInfo {
+                name: n.name().to_string(),
+                send_resolved: n.send_resolved(),
+            })
+            .collect()
+    }
 }
 
 /// Options from the command line that override the file.
@@ -205,19 +238,37 @@ pub fn parse(
             Vec::new()
         }
     };
-    let mut notifiers = match raw.notifier.build(ov.json) {
+    let notifiers = match raw.notifier.build(ov.json) {
         Ok(n) => n,
         Err(ps) => {
             ps.into_iter().for_each(&mut problem);
             Vec::new()
         }
     };
-    if raw.notifier.is_empty() {
+    let state_log: Option<Arc<dyn Notifier>> = if raw.notifier.is_empty() {
         // Nothing configured: alerts still reach a human, on the console.
-        notifiers.push(Arc::new(
+        Some(Arc::new(
             warden_integrations::notify::console::ConsoleNotifier::new("console", ov.json),
-        ));
-    }
+        ))
+    } else {
+        None
+    };
+    let names: Vec<String> = notifiers.iter().map(|n| n.name().to_string()).collect();
+    let notify = match (NotifySections {
+        notify: raw.notify.as_ref(),
+        routes: &raw.route,
+        inhibits: &raw.inhibit,
+        dependencies: &raw.dependency,
+        maintenance: &raw.maintenance,
+    })
+    .build(&names)
+    {
+        Ok(p) => p,
+        Err(ps) => {
+            ps.into_iter().for_each(&mut problem);
+            NotifyPlan::default()
+        }
+    };
 
     let mut rule_paths = Vec::new();
     for p in &raw.rules.paths {
@@ -255,6 +306,8 @@ pub fn parse(
             rule_interval: raw.rules.interval.get(),
             collectors,
             notifiers,
+            notify,
+            state_log,
         }),
         _ => Err(errors),
     }

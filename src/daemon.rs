@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warden_engine::api::{self, ApiState};
 use warden_engine::model::now_ms;
+use warden_engine::notify::{NotifyHandle, deliver};
 use warden_engine::scheduler;
 use warden_engine::store::Store;
 use warden_engine::telemetry::{Loop, Telemetry};
@@ -93,6 +94,8 @@ fn sources(cfg: &Config) -> RuleSources {
 
 async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let store = Store::open(&cfg.store)?;
+    let root = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let telemetry = Telemetry::default();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -104,16 +107,33 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         "warden starting"
     );
 
-    let root = CancellationToken::new();
-    let tracker = TaskTracker::new();
-
     let (alerts_tx, alerts_rx) = watch::channel(Arc::new(Vec::new()));
     let (events_tx, _) = tokio::sync::broadcast::channel(1024);
+    let notify = NotifyHandle::open(
+        store.clone(),
+        cfg.notify.clone(),
+        cfg.receivers(),
+        Some(events_tx.clone()),
+    )
+    .await
+    .context("cannot load the notification state")?;
+    let mut delivery_stop = root.child_token();
+    let mut delivery = TaskTracker::new();
+    deliver::spawn(
+        &notify,
+        &cfg.notifiers,
+        cfg.notify.delivery.clone(),
+        &telemetry,
+        cfg.store.retention,
+        &delivery,
+        &delivery_stop,
+    );
     let state = ApiState {
         store: store.clone(),
         telemetry: telemetry.clone(),
         alerts: alerts_rx,
         events: events_tx.clone(),
+        notify: Some(notify.clone()),
     };
     let api_stop = root.child_token();
     let api_task = tracker.spawn({
@@ -146,7 +166,8 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         store.clone(),
         telemetry.clone(),
         sources(&cfg),
-        cfg.notifiers.clone(),
+        notify.clone(),
+        cfg.state_log.clone(),
         alerts_tx,
         events_tx,
     )?;
@@ -183,7 +204,16 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
                         collectors_stop = root.child_token();
                         collectors = TaskTracker::new();
                         scheduler::spawn_all(std::mem::take(&mut new.collectors), &store.ingest(), &telemetry, &collectors, &collectors_stop);
-                        let _ = control_tx.send(Control::Reconfigure(sources(&new), new.notifiers.clone())).await;
+                        delivery_stop.cancel();
+                        delivery.close();
+                        let _ = tokio::time::timeout(GRACE, delivery.wait()).await;
+                        if let Err(e) = notify.reconfigure(new.notify.clone(), new.receivers()).await {
+                            tracing::error!(error = %e, "could not apply the new routes");
+                        }
+                        delivery_stop = root.child_token();
+                        delivery = TaskTracker::new();
+                        deliver::spawn(&notify, &new.notifiers, new.notify.delivery.clone(), &telemetry, new.store.retention, &delivery, &delivery_stop);
+                        let _ = control_tx.send(Control::Reconfigure(sources(&new), new.state_log.clone())).await;
                         _watcher = watch_rules(&new.rule_paths, control_tx.clone(), root.child_token());
                         tracing::info!("config reloaded");
                         cfg = new;
@@ -208,12 +238,21 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     }
     rules_stop.cancel();
     let _ = tokio::time::timeout(GRACE, rules_task).await;
+    // Deliveries in flight finish (each is bounded by its timeout) within the grace
+    // period; what is left stays in the outbox for the next start.
+    delivery_stop.cancel();
+    delivery.close();
+    if tokio::time::timeout(GRACE, delivery.wait()).await.is_err() {
+        tracing::warn!("deliveries still in flight at shutdown; they resume at the next start");
+    }
     let _ = tokio::time::timeout(GRACE, api_task).await;
     root.cancel();
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("some tasks did not stop in time");
     }
+    // Every store handle must be gone for the writer to finish its last compaction.
+    drop(notify);
     store.close().await?;
     tracing::info!("stopped");
     Ok(())

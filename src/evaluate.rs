@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use warden_engine::api::ApiEvent;
 use warden_engine::lifecycle::{ActiveInstance, AlertBook, Applied, Change, RuleMeta, persist};
 use warden_engine::model::{Alert, AlertState, Labels, MetricName, Sample, Timestamp, now_ms};
-use warden_engine::ports::{Notification, NotifiedAlert, Notifier, NotifyReason};
+use warden_engine::notify::NotifyHandle;
+use warden_engine::ports::{NoMemo, Notification, NotifiedAlert, Notifier, NotifyReason};
 use warden_engine::store::{Batch, Store};
 use warden_engine::telemetry::{Loop, RuleLabels, Telemetry};
 use warden_rules::{Diagnostic, ReadCache, Rule, RuleEngine, RuleFile};
@@ -37,8 +38,8 @@ pub struct RuleSources {
 pub enum Control {
     /// Rule files changed on disk: recompile.
     FilesChanged,
-    /// A new config: new sources and notifiers.
-    Reconfigure(RuleSources, Vec<Arc<dyn Notifier>>),
+    /// A new config: new sources and state log.
+    Reconfigure(RuleSources, Option<Arc<dyn Notifier>>),
 }
 
 struct FileState {
@@ -65,7 +66,8 @@ pub struct Evaluator {
     store: Store,
     telemetry: Telemetry,
     book: AlertBook,
-    notifiers: Vec<Arc<dyn Notifier>>,
+    notify: NotifyHandle,
+    state_log: Option<Arc<dyn Notifier>>,
     sources: RuleSources,
     files: BTreeMap<PathBuf, FileState>,
     rules: Vec<Scheduled>,
@@ -88,7 +90,8 @@ impl Evaluator {
         store: Store,
         telemetry: Telemetry,
         sources: RuleSources,
-        notifiers: Vec<Arc<dyn Notifier>>,
+        notify: NotifyHandle,
+        state_log: Option<Arc<dyn Notifier>>,
         alerts_tx: watch::Sender<Arc<Vec<Alert>>>,
         events_tx: broadcast::Sender<ApiEvent>,
     ) -> anyhow::Result<Self> {
@@ -99,7 +102,8 @@ impl Evaluator {
             store,
             telemetry,
             book,
-            notifiers,
+            notify,
+            state_log,
             sources,
             files: BTreeMap::new(),
             rules: Vec::new(),
@@ -258,9 +262,9 @@ impl Evaluator {
                 }
                 c = control.recv() => match c {
                     Some(Control::FilesChanged) => self.reload(),
-                    Some(Control::Reconfigure(sources, notifiers)) => {
+                    Some(Control::Reconfigure(sources, state_log)) => {
                         self.sources = sources;
-                        self.notifiers = notifiers;
+                        self.state_log = state_log;
                         self.reload();
                     }
                     None => break,
@@ -431,16 +435,23 @@ impl Evaluator {
         let dirty = applied
             .iter()
             .any(|a| !a.active.is_empty() || !a.gone.is_empty() || !a.changes.is_empty());
-        if dirty {
-            // State is durable before anyone hears of it, so a crash can lose an
-            // announcement but never repeat one.
-            if let Err(e) = self
+        let flaps = applied.iter().any(|a| self.notify.tracks(&a.rule));
+        if dirty || flaps {
+            // The alert state, the groups it joins and the outbox rows it causes
+            // commit together: a crash loses nothing and repeats nothing.
+            let notify = self.notify.clone();
+            let now = ts;
+            let res = self
                 .store
-                .write(move |tx| applied.iter().try_for_each(|a| persist(tx, a)))
-                .await
-            {
+                .write(move |tx| {
+                    applied.iter().try_for_each(|a| persist(tx, a))?;
+                    notify.apply_tx(tx, &applied, now)
+                })
+                .await;
+            if let Err(e) = &res {
                 tracing::error!(error = %e, "could not persist alert state");
             }
+            self.notify.after_write(res.is_ok()).await;
         }
         if !changes.is_empty() || dirty {
             let _ = self.alerts_tx.send(Arc::new(self.book.alerts()));
@@ -459,9 +470,13 @@ impl Evaluator {
         }
     }
 
+    /// Prints the change on the state log (the console of the embedded default).
     async fn announce(&self, c: Change) {
         let Some(status) = c.to else {
             tracing::info!(alert = %c.alert.name, labels = %c.alert.labels, "pending alert cleared before firing");
+            return;
+        };
+        let Some(n) = &self.state_log else {
             return;
         };
         let reason = match status {
@@ -469,21 +484,18 @@ impl Evaluator {
             _ => NotifyReason::FirstNotification,
         };
         let ended_at = (status == AlertState::Resolved).then_some(c.at);
-        for n in &self.notifiers {
-            let note = Notification {
-                receiver: n.name().to_string(),
-                reason,
-                group_labels: Labels::empty(),
-                alerts: vec![NotifiedAlert {
-                    alert: c.alert.clone(),
-                    status,
-                    ended_at,
-                }],
-            };
-            if let Err(e) = n.notify(&note).await {
-                self.telemetry.notification_failures.inc();
-                tracing::error!(receiver = n.name(), error = %e, "notification failed");
-            }
+        let note = Notification {
+            id: 0,
+            receiver: n.name().to_string(),
+            reason,
+            group_key: String::new(),
+            group_labels: Labels::empty(),
+            alerts: vec![NotifiedAlert::of(c.alert.clone(), status, ended_at)],
+            created_at: c.at,
+        };
+        if let Err(e) = n.notify(&note, &NoMemo).await {
+            self.telemetry.notification_failures.inc();
+            tracing::error!(receiver = n.name(), error = %e, "console output failed");
         }
     }
 }

@@ -8,6 +8,10 @@
 //! - [`store`]: the SQLite store with its in-memory head.
 //! - [`scheduler`]: runs collectors on their intervals.
 //! - [`duration`]: durations as users write them.
+//! - [`lifecycle`]: alert instances from pending to resolved.
+//! - [`notify`]: the notification pipeline: routing, grouping, silences, acks,
+//!   inhibition, flapping, escalation, the durable outbox and delivery.
+//! - [`api`]: the HTTP API.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -15,6 +19,7 @@ pub mod config;
 pub mod duration;
 pub mod lifecycle;
 pub mod model;
+pub mod notify;
 pub mod ports;
 pub mod scheduler;
 pub mod store;

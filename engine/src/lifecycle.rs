@@ -82,6 +82,8 @@ pub struct AlertBook {
 /// The result of applying one evaluation.
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// The rule evaluated (empty for changes not from one evaluation).
+    pub rule: String,
     /// State changes, to record in history and announce.
     pub changes: Vec<Change>,
     /// Every alert still active after this evaluation (state, value and times to
@@ -124,7 +126,10 @@ impl AlertBook {
         instances: Vec<ActiveInstance>,
         now: Timestamp,
     ) -> Applied {
-        let mut out = Applied::default();
+        let mut out = Applied {
+            rule: rule.name.clone(),
+            ..Applied::default()
+        };
         let gap_limit = 2 * rule.interval.as_millis() as i64;
         let mut seen: Vec<Fingerprint> = Vec::with_capacity(instances.len());
         for inst in instances {

@@ -110,8 +110,8 @@ pub enum NotifyError {
     },
 }
 
-/// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Why a notification is sent. Stored on every outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyReason {
     /// The first notification about these alerts.
@@ -126,10 +126,51 @@ pub enum NotifyReason {
     Escalation,
     /// An operator acknowledged.
     Acknowledged,
+    /// The alert started flapping; further changes are held until it settles.
+    Flapping,
+    /// A test sent by `warden notify test`.
+    Test,
+}
+
+impl NotifyReason {
+    /// The snake_case name used in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyReason::FirstNotification => "first_notification",
+            NotifyReason::NewAlertsInGroup => "new_alerts_in_group",
+            NotifyReason::Resolved => "resolved",
+            NotifyReason::RepeatInterval => "repeat_interval",
+            NotifyReason::Escalation => "escalation",
+            NotifyReason::Acknowledged => "acknowledged",
+            NotifyReason::Flapping => "flapping",
+            NotifyReason::Test => "test",
+        }
+    }
+}
+
+impl std::str::FromStr for NotifyReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("invalid notification reason '{s}'"))
+    }
+}
+
+/// Who acknowledged an alert, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Acknowledgement {
+    /// Who.
+    pub by: String,
+    /// Why, or what is being done.
+    pub comment: String,
+    /// When (unix ms).
+    pub at: Timestamp,
+    /// When the acknowledgement lapses (unix ms), if it does before the alert resolves.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// One alert as a notifier sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NotifiedAlert {
     /// The alert (labels, annotations, value, fingerprint, since).
     pub alert: Alert,
@@ -137,29 +178,134 @@ pub struct NotifiedAlert {
     pub status: AlertState,
     /// When it resolved, for resolved alerts.
     pub ended_at: Option<Timestamp>,
+    /// True when this receiver hears of this alert firing for the first time.
+    #[serde(default)]
+    pub new: bool,
+    /// The acknowledgement, if an operator acknowledged the alert.
+    #[serde(default)]
+    pub acknowledged: Option<Acknowledgement>,
 }
 
-/// A message to one receiver about a group of alerts.
-#[derive(Debug, Clone)]
+impl NotifiedAlert {
+    /// A firing or resolved alert with no acknowledgement, new to the receiver when
+    /// firing.
+    pub fn of(alert: Alert, status: AlertState, ended_at: Option<Timestamp>) -> Self {
+        Self {
+            new: status == AlertState::Firing,
+            alert,
+            status,
+            ended_at,
+            acknowledged: None,
+        }
+    }
+}
+
+/// A message to one receiver about a group of alerts: one outbox row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Notification {
+    /// The outbox row's id: the idempotency key of this delivery (0 when not from
+    /// the outbox, e.g. a test send).
+    pub id: i64,
     /// The receiver's name.
     pub receiver: String,
     /// Why it is sent.
     pub reason: NotifyReason,
-    /// The group's key (its `group_by` labels).
+    /// The group's identity (route and `group_by` label values).
+    pub group_key: String,
+    /// The group's `group_by` labels.
     pub group_labels: Labels,
-    /// The alerts.
+    /// The alerts: firing ones first, then resolved ones.
     pub alerts: Vec<NotifiedAlert>,
+    /// When the notification was decided (unix ms).
+    pub created_at: Timestamp,
+}
+
+impl Notification {
+    /// `resolved` when every alert has resolved, else `firing`.
+    pub fn status(&self) -> AlertState {
+        if self.alerts.iter().all(|a| a.status == AlertState::Resolved) {
+            AlertState::Resolved
+        } else {
+            AlertState::Firing
+        }
+    }
+
+    /// The alerts with `status`.
+    pub fn with_status(&self, status: AlertState) -> impl Iterator<Item = &NotifiedAlert> {
+        self.alerts.iter().filter(move |a| a.status == status)
+    }
+
+    /// Labels every alert shares.
+    pub fn common_labels(&self) -> Labels {
+        let mut it = self.alerts.iter();
+        let Some(first) = it.next() else {
+            return Labels::empty();
+        };
+        let mut common = first.alert.labels.clone();
+        for a in it {
+            let drop: Vec<String> = common
+                .iter()
+                .filter(|(k, v)| a.alert.labels.get(k) != Some(*v))
+                .map(|(k, _)| k.to_string())
+                .collect();
+            for k in drop {
+                common.remove(&k);
+            }
+        }
+        common
+    }
+}
+
+/// Durable notes a notifier keeps between deliveries, per receiver: for example the
+/// Slack channel and `ts` of the message posted for an alert, so a resolve updates
+/// that message instead of posting a new one. Writes are durable when `put` returns.
+pub trait DeliveryMemo: Send + Sync {
+    /// The value stored under `key`, if any.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Stores `value` under `key`, replacing any previous value.
+    fn put<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// A memo that keeps nothing (test sends, previews).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMemo;
+
+impl DeliveryMemo for NoMemo {
+    fn get<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+    fn put<'a>(&'a self, _key: &'a str, _value: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Delivers notifications. Adapters build the request, send it and classify the
-/// answer; retries and backoff live in the engine.
+/// answer; retries, backoff, timeouts and ordering live in the engine.
 pub trait Notifier: Send + Sync {
     /// The receiver's name from the config.
     fn name(&self) -> &str;
 
-    /// Sends one notification.
-    fn notify<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>>;
+    /// The kind, as in the config (`pagerduty`, `slack`, …).
+    fn kind(&self) -> &'static str {
+        "notifier"
+    }
+
+    /// Whether this receiver wants resolved notifications. Default true.
+    fn send_resolved(&self) -> bool {
+        true
+    }
+
+    /// Sends one notification. `memo` keeps notes across deliveries of this receiver.
+    fn notify<'a>(
+        &'a self,
+        n: &'a Notification,
+        memo: &'a dyn DeliveryMemo,
+    ) -> BoxFuture<'a, Result<(), NotifyError>>;
+
+    /// What `notify` would send, rendered for a human (`warden notify preview`).
+    fn preview(&self, n: &Notification) -> String {
+        format!("{n:#?}")
+    }
 }
 
 /// Why an action failed.

@@ -36,6 +36,13 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// Labels of per-receiver metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    /// The receiver's name.
+    pub receiver: String,
+}
+
 /// The subsystems whose progress the systemd watchdog checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loop {
@@ -64,8 +71,14 @@ pub struct Telemetry {
     pub rule_files_invalid: Gauge,
     /// Active alerts by state.
     pub alerts: Family<StateLabels, Gauge>,
-    /// Notifications that could not be delivered.
+    /// Delivery attempts that failed.
     pub notification_failures: Counter,
+    /// Notifications a receiver accepted.
+    pub notifications_sent: Family<ReceiverLabels, Counter>,
+    /// Notifications given up (refused for good or dead-lettered).
+    pub notifications_undelivered: Family<ReceiverLabels, Counter>,
+    /// Outbox rows waiting for delivery.
+    pub outbox_pending: Family<ReceiverLabels, Gauge>,
     beats: Arc<[AtomicI64; 2]>,
 }
 
@@ -83,6 +96,9 @@ impl Default for Telemetry {
             rule_files_invalid: Gauge::default(),
             alerts: Family::default(),
             notification_failures: Counter::default(),
+            notifications_sent: Family::default(),
+            notifications_undelivered: Family::default(),
+            outbox_pending: Family::default(),
             beats: Arc::new([AtomicI64::new(now_ms()), AtomicI64::new(now_ms())]),
         }
     }
@@ -167,8 +183,23 @@ impl Telemetry {
         r.register("alerts", "Active alerts by state", self.alerts.clone());
         r.register(
             "notification_failures",
-            "Notifications that failed",
+            "Notification delivery attempts that failed",
             self.notification_failures.clone(),
+        );
+        r.register(
+            "notifications_sent",
+            "Notifications a receiver accepted",
+            self.notifications_sent.clone(),
+        );
+        r.register(
+            "notifications_given_up",
+            "Notifications refused for good or dead-lettered",
+            self.notifications_undelivered.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Notifications waiting for delivery",
+            self.outbox_pending.clone(),
         );
         r
     }

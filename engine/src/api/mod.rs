@@ -1,5 +1,9 @@
 //! The HTTP API (axum): health, warden's own metrics, alerts, history and queries.
 //! Shapes are the contract in INTERFACES.md.
+//!
+//! - `notify`: silences, acknowledgements, the delivery log.
+
+pub mod notify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,13 +11,16 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::lifecycle;
-use crate::model::{Alert, AlertState, Matcher, MetricName, Selector, now_ms};
+use crate::model::{Alert, AlertState, Fingerprint, Matcher, MetricName, Selector, now_ms};
+use crate::notify::NotifyHandle;
+use crate::notify::silence::SilenceView;
+use crate::ports::Acknowledgement;
 use crate::ports::SeriesQuery;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -32,6 +39,8 @@ pub struct ApiState {
     pub alerts: watch::Receiver<Arc<Vec<Alert>>>,
     /// Live events for `/api/v1/events`.
     pub events: broadcast::Sender<ApiEvent>,
+    /// The notification pipeline (silences, acks, delivery log), when running.
+    pub notify: Option<NotifyHandle>,
 }
 
 /// One live event on `/api/v1/events`.
@@ -44,11 +53,23 @@ pub enum ApiEvent {
         #[serde(flatten)]
         change: lifecycle::Change,
     },
+    /// A silence was made or expired.
+    Silence {
+        /// The silence, as `/api/v1/silences` shows it.
+        silence: SilenceView,
+    },
+    /// An alert was acknowledged (`acknowledged` set) or its ack ended (`null`).
+    Ack {
+        /// The alert.
+        fingerprint: Fingerprint,
+        /// The ack, or `null`.
+        acknowledged: Option<Acknowledgement>,
+    },
 }
 
 /// An error answered as `{"error": "..."}` with a 4xx or 5xx status.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
     /// A 400 with `reason`.
@@ -76,6 +97,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/history", get(history))
         .route("/api/v1/query", get(query))
         .route("/api/v1/events", get(events))
+        .route(
+            "/api/v1/silences",
+            get(notify::list_silences).post(notify::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            get(notify::get_silence).delete(notify::expire_silence),
+        )
+        .route(
+            "/api/v1/alerts/{fingerprint}/ack",
+            post(notify::ack).delete(notify::unack),
+        )
+        .route("/api/v1/notifications", get(notify::notifications))
         .with_state(state)
 }
 
@@ -93,7 +127,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 async fn alerts(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Alert>>, ApiError> {
+) -> Result<Json<Vec<notify::AlertView>>, ApiError> {
     let want = match q.get("state").map(String::as_str) {
         None | Some("") => None,
         Some(st) => match st.parse::<AlertState>() {
@@ -106,12 +140,12 @@ async fn alerts(
         },
     };
     let all = s.alerts.borrow().clone();
-    Ok(Json(
-        all.iter()
-            .filter(|a| want.is_none_or(|w| a.state == w))
-            .cloned()
-            .collect(),
-    ))
+    let chosen: Vec<Alert> = all
+        .iter()
+        .filter(|a| want.is_none_or(|w| a.state == w))
+        .cloned()
+        .collect();
+    Ok(Json(notify::views(s.notify.as_ref(), &chosen)))
 }
 
 async fn history(
@@ -232,15 +266,18 @@ async fn events(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
 
-    fn snapshot(alerts: &watch::Receiver<Arc<Vec<Alert>>>) -> Event {
-        let data = serde_json::to_string(&**alerts.borrow()).unwrap_or_else(|_| "[]".into());
+    fn snapshot(alerts: &watch::Receiver<Arc<Vec<Alert>>>, notify: Option<&NotifyHandle>) -> Event {
+        let list = alerts.borrow().clone();
+        let data =
+            serde_json::to_string(&notify::views(notify, &list)).unwrap_or_else(|_| "[]".into());
         Event::default().event("snapshot").data(data)
     }
 
     let rx = s.events.subscribe();
-    let first = snapshot(&s.alerts);
+    let first = snapshot(&s.alerts, s.notify.as_ref());
+    let alerts = (s.alerts, s.notify);
     let stream = futures_util::stream::unfold(
-        (Some(first), rx, s.alerts),
+        (Some(first), rx, alerts),
         |(first, mut rx, alerts)| async move {
             if let Some(ev) = first {
                 return Some((Ok(ev), (None, rx, alerts)));
@@ -249,12 +286,16 @@ async fn events(
                 Ok(e) => {
                     let name = match &e {
                         ApiEvent::Alert { .. } => "alert",
+                        ApiEvent::Silence { .. } => "silence",
+                        ApiEvent::Ack { .. } => "ack",
                     };
                     Event::default()
                         .event(name)
                         .data(serde_json::to_string(&e).unwrap_or_default())
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => snapshot(&alerts),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    snapshot(&alerts.0, alerts.1.as_ref())
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
             Some((Ok(ev), (None, rx, alerts)))

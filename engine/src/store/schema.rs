@@ -56,6 +56,89 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX alert_history_by_at ON alert_history (at);
     "#,
+    // 2: the notification pipeline: groups and their notification log, the outbox
+    // and its delivery history, silences, acknowledgements, flap state and the
+    // notifiers' memos (e.g. Slack message ids).
+    r#"
+    CREATE INDEX alert_history_by_fingerprint ON alert_history (fingerprint, at);
+    CREATE TABLE notify_groups (
+        key         TEXT PRIMARY KEY,      -- route id + group labels
+        route_id    TEXT NOT NULL,
+        labels      TEXT NOT NULL,         -- JSON
+        created_at  INTEGER NOT NULL,
+        flushed     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE notify_group_alerts (
+        group_key   TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        alert       TEXT NOT NULL,         -- JSON
+        status      TEXT NOT NULL,         -- firing | resolved
+        ended_at    INTEGER,
+        escalated   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (group_key, fingerprint)
+    ) WITHOUT ROWID;
+    CREATE TABLE notify_log (
+        group_key   TEXT NOT NULL,
+        receiver    TEXT NOT NULL,
+        seen        TEXT NOT NULL,         -- JSON: fingerprints told firing, not yet told resolved
+        last_sent   INTEGER NOT NULL,
+        PRIMARY KEY (group_key, receiver)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        receiver        TEXT NOT NULL,
+        group_key       TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        payload         TEXT NOT NULL,     -- JSON notification
+        created_at      INTEGER NOT NULL,
+        state           TEXT NOT NULL,     -- pending | delivered | failed | dead
+        attempts        INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        done_at         INTEGER
+    );
+    CREATE INDEX outbox_pending ON outbox (receiver, id) WHERE state = 'pending';
+    CREATE INDEX outbox_done ON outbox (done_at) WHERE state != 'pending';
+    CREATE TABLE outbox_alerts (
+        fingerprint TEXT NOT NULL,
+        outbox_id   INTEGER NOT NULL,
+        status      TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, outbox_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_alerts_by_row ON outbox_alerts (outbox_id);
+    CREATE TABLE silences (
+        id          TEXT PRIMARY KEY,
+        matchers    TEXT NOT NULL,         -- JSON array of 'name="value"' texts
+        starts_at   INTEGER NOT NULL,
+        ends_at     INTEGER NOT NULL,
+        comment     TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE acks (
+        fingerprint TEXT PRIMARY KEY,
+        by          TEXT NOT NULL,
+        comment     TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        expires_at  INTEGER
+    );
+    CREATE TABLE flap_state (
+        fingerprint TEXT PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        history     INTEGER NOT NULL,      -- bit 0 = newest evaluation, 1 = firing
+        flapping    INTEGER NOT NULL,
+        alert       TEXT NOT NULL,         -- JSON, for the flapping notice
+        changed_at  INTEGER NOT NULL
+    );
+    CREATE TABLE notify_memo (
+        receiver    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        PRIMARY KEY (receiver, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -6,7 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Deserialize;
 use warden_engine::model::{AlertState, Timestamp};
-use warden_engine::ports::{BoxFuture, Notification, NotifiedAlert, Notifier, NotifyError};
+use warden_engine::ports::{
+    BoxFuture, DeliveryMemo, Notification, NotifiedAlert, Notifier, NotifyError, NotifyReason,
+};
 
 /// `[[notifier.console]]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,6 +40,7 @@ impl ConsoleNotifier {
         let alert = &a.alert;
         if self.json {
             return serde_json::json!({
+                "acknowledged": a.acknowledged,
                 "ts": rfc3339(at),
                 "event": "alert",
                 "state": state_word(a.status),
@@ -98,13 +101,34 @@ impl Notifier for ConsoleNotifier {
         &self.name
     }
 
-    fn notify<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
+    fn kind(&self) -> &'static str {
+        "console"
+    }
+
+    fn notify<'a>(
+        &'a self,
+        n: &'a Notification,
+        _memo: &'a dyn DeliveryMemo,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             let now = warden_engine::model::now_ms();
             let mut out = std::io::stdout().lock();
             for a in &n.alerts {
                 let at = a.ended_at.unwrap_or(now);
-                writeln!(out, "{}", self.line(a, at)).map_err(|e| NotifyError::Retryable {
+                let mut line = self.line(a, at);
+                match (n.reason, &a.acknowledged) {
+                    (NotifyReason::Acknowledged, Some(ack)) if !self.json => {
+                        line = line.replacen("FIRING  ", "ACKED   ", 1);
+                        line.push_str(&format!(" (acknowledged by {}: {})", ack.by, ack.comment));
+                    }
+                    (NotifyReason::Flapping, _) if !self.json => {
+                        line = line
+                            .replacen("FIRING  ", "FLAPPING", 1)
+                            .replacen("RESOLVED", "FLAPPING", 1);
+                    }
+                    _ => {}
+                }
+                writeln!(out, "{line}").map_err(|e| NotifyError::Retryable {
                     reason: format!("stdout: {e}"),
                     retry_after: None,
                 })?;
@@ -145,6 +169,8 @@ mod tests {
             },
             status: AlertState::Firing,
             ended_at: None,
+            new: true,
+            acknowledged: None,
         }
     }
 

@@ -6,7 +6,10 @@
 //! the functions the engine knows, the file's own `fn`s and its variables (which
 //! may hold closures). An unknown name is reported with the closest known name;
 //! a known function called with a number of arguments it never takes is reported
-//! with the numbers it does take.
+//! with the numbers it does take. Literal arguments of warden's functions are
+//! checked too where their type is certain to fail at run time: a window that is
+//! not a duration string (or not a valid one), a metric name that is not a
+//! string, a label list that is not a list, a count that is not a number.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;

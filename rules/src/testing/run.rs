@@ -23,6 +23,9 @@ use crate::render::humanize;
 use crate::rule::{ExprValue, Rule};
 use crate::{Diagnostic, RuleEngine};
 
+/// Evaluations of one rule in one test, at most: a week at 1 s.
+const MAX_EVALUATIONS: i64 = 604_800;
+
 /// Relative tolerance when comparing values (promtool's).
 const EPSILON: f64 = 1e-6;
 
@@ -89,7 +92,30 @@ fn run_alert_tests(
             continue;
         };
         let every = ms(rule.every.unwrap_or(file.evaluation_interval)).max(1);
-        ticks.extend((0..=end / every).map(|k| (k * every, rule)));
+        let count = end / every + 1;
+        if count > MAX_EVALUATIONS {
+            let a = test
+                .alert_tests
+                .iter()
+                .filter(|a| a.alertname == rule.name)
+                .max_by_key(|a| a.eval_time);
+            let (line, col) = a.map_or((0, 0), |a| a.at);
+            failures.push(Failure {
+                file: file.path.clone(),
+                line,
+                col,
+                what: format!("alert \"{}\"", rule.name),
+                message: format!(
+                    "reaching {} at an evaluation every {} takes {count} evaluations; the limit is {MAX_EVALUATIONS}: use a longer evaluation_interval or an earlier eval_time",
+                    at_text(end),
+                    at_text(every)
+                ),
+                expected: Vec::new(),
+                got: Vec::new(),
+            });
+            return;
+        }
+        ticks.extend((0..count).map(|k| (k * every, rule)));
     }
     ticks.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.name.cmp(&b.1.name)));
 

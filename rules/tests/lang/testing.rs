@@ -436,3 +436,24 @@ fn the_file_names_its_parts() {
     assert!(warden_rules::testing::is_test_file(Path::new("b.yml")));
     assert!(!warden_rules::testing::is_test_file(Path::new("b.rhai")));
 }
+
+#[test]
+fn a_test_too_long_to_simulate_says_so() {
+    let c = Case::new(RULES);
+    let r = c.run(
+        "t.toml",
+        r#"
+rule_files = ["rules.rhai"]
+evaluation_interval = "1s"
+[[tests]]
+[[tests.alert_rule_test]]
+eval_time = "30d"
+alertname = "Down"
+"#,
+    );
+    let got = messages(&r);
+    assert!(
+        got[0].contains("alert \"Down\": reaching 30d at an evaluation every 1s takes 2592001 evaluations; the limit is 604800"),
+        "{got:#?}"
+    );
+}

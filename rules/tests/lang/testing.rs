@@ -393,7 +393,7 @@ alertname = "Spin"
     let got = messages(&r);
     assert!(
         got[0].contains("alert \"Spin\" at 2m: the rule failed to evaluate at 0s:")
-            && got[0].contains("exceeded its limit of 1000000 operations"),
+            && got[0].contains("rule \"Spin\": rule exceeded its"),
         "{got:#?}"
     );
 }

@@ -16,6 +16,8 @@
 //!   (`[[collector.exec]]`).
 //! - [`scrape`]: Prometheus/OpenMetrics exporters, with warden's own tolerant
 //!   exposition parser (`[[collector.scrape]]`).
+//! - [`pgbouncer`]: a PgBouncer's admin console: waiting clients, pools,
+//!   traffic (`[[collector.pgbouncer]]`).
 //! - [`postgres`]: a PostgreSQL server: role, timeline, replication seen from
 //!   the primary and lived by a standby, slots, connections
 //!   (`[[collector.postgres]]`).
@@ -48,6 +50,7 @@ pub mod exec;
 pub mod host;
 pub mod http;
 pub mod mysql;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod redis;
@@ -111,6 +114,9 @@ pub struct CollectorsConfig {
     /// `[[collector.postgres]]`: one entry per PostgreSQL server.
     #[serde(default)]
     pub postgres: Vec<toml::Spanned<postgres::PostgresConfig>>,
+    /// `[[collector.pgbouncer]]`: one entry per PgBouncer.
+    #[serde(default)]
+    pub pgbouncer: Vec<toml::Spanned<pgbouncer::PgbouncerConfig>>,
     /// `[[collector.mysql]]`: one entry per MariaDB/MySQL server.
     #[serde(default)]
     pub mysql: Vec<toml::Spanned<mysql::MysqlConfig>>,
@@ -158,7 +164,7 @@ impl CollectorsConfig {
             )*};
         }
         build_each!(
-            process, http, tcp, tls, exec, scrape, postgres, mysql, redis, sentinel
+            process, http, tcp, tls, exec, scrape, postgres, pgbouncer, mysql, redis, sentinel
         );
 
         duplicate_names(&built, &mut problems);

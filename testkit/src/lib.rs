@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`mariadb`]: MariaDB primaries and GTID replicas.
+//! - [`pgbouncer`]: PgBouncer in front of a test PostgreSQL.
 //! - [`redis`]: Redis primaries, replicas and Sentinels.
 //! - [`proc`]: starting server processes (as the service's user when the tests
 //!   run as root), waiting for them, stopping them when dropped, and at the latest
@@ -16,6 +17,7 @@
 
 pub mod mariadb;
 pub mod pg;
+pub mod pgbouncer;
 pub mod proc;
 pub mod redis;
 

@@ -204,7 +204,7 @@ impl PostgresConfig {
 
 /// Parses a DSN, accepting libpq's `sslmode=verify-ca|verify-full` (which
 /// tokio-postgres does not know) as `require` plus certificate checks.
-fn parse_dsn(
+pub(crate) fn parse_dsn(
     dsn: &Spanned<String>,
     problems: &mut Vec<Problem>,
 ) -> Option<(tokio_postgres::Config, bool)> {
@@ -250,7 +250,7 @@ fn parse_dsn(
 }
 
 /// The TLS connector: certificates checked only for `verify-*` modes, as libpq.
-fn tls_connector(
+pub(crate) fn tls_connector(
     roots: Arc<rustls::RootCertStore>,
     verify: bool,
 ) -> Result<MakeRustlsConnect, String> {
@@ -411,7 +411,7 @@ fn queries(version: u32) -> String {
 }
 
 /// The rows of each statement of a simple query, in order.
-fn result_sets(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<SimpleQueryRow>> {
+pub(crate) fn result_sets(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<SimpleQueryRow>> {
     let mut sets = Vec::new();
     let mut rows = Vec::new();
     for m in messages {
@@ -567,8 +567,10 @@ fn parse_run(sets: &[Vec<SimpleQueryRow>]) -> Result<Vec<Sample>, Failure> {
 pub(crate) fn pg_failure(e: &tokio_postgres::Error) -> Failure {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
+        // PgBouncer reports a failed login as a protocol violation.
         let reason = if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            || db.message().contains("authentication failed")
         {
             Reason::Auth
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {

@@ -16,6 +16,10 @@
 //!   (`[[collector.exec]]`).
 //! - [`scrape`]: Prometheus/OpenMetrics exporters, with warden's own tolerant
 //!   exposition parser (`[[collector.scrape]]`).
+//! - [`patroni`]: a Patroni node's REST API: the node, the cluster's members,
+//!   roles, lag and leaders (`[[collector.patroni]]`).
+//! - [`etcd`]: an etcd member: health, leader, term, members and quorum
+//!   (`[[collector.etcd]]`).
 //! - [`pgbouncer`]: a PgBouncer's admin console: waiting clients, pools,
 //!   traffic (`[[collector.pgbouncer]]`).
 //! - [`postgres`]: a PostgreSQL server: role, timeline, replication seen from
@@ -46,10 +50,12 @@
 //! `interface`, …); the scheduler's [`Pusher`](warden_engine::scheduler::Pusher)
 //! adds `instance` and the entry's `labels`.
 
+pub mod etcd;
 pub mod exec;
 pub mod host;
 pub mod http;
 pub mod mysql;
+pub mod patroni;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
@@ -114,6 +120,12 @@ pub struct CollectorsConfig {
     /// `[[collector.postgres]]`: one entry per PostgreSQL server.
     #[serde(default)]
     pub postgres: Vec<toml::Spanned<postgres::PostgresConfig>>,
+    /// `[[collector.patroni]]`: one entry per Patroni node.
+    #[serde(default)]
+    pub patroni: Vec<toml::Spanned<patroni::PatroniConfig>>,
+    /// `[[collector.etcd]]`: one entry per etcd member.
+    #[serde(default)]
+    pub etcd: Vec<toml::Spanned<etcd::EtcdConfig>>,
     /// `[[collector.pgbouncer]]`: one entry per PgBouncer.
     #[serde(default)]
     pub pgbouncer: Vec<toml::Spanned<pgbouncer::PgbouncerConfig>>,
@@ -164,7 +176,8 @@ impl CollectorsConfig {
             )*};
         }
         build_each!(
-            process, http, tcp, tls, exec, scrape, postgres, pgbouncer, mysql, redis, sentinel
+            process, http, tcp, tls, exec, scrape, postgres, patroni, etcd, pgbouncer, mysql,
+            redis, sentinel
         );
 
         duplicate_names(&built, &mut problems);

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`mariadb`]: MariaDB primaries and GTID replicas.
 //! - [`pgbouncer`]: PgBouncer in front of a test PostgreSQL.
+//! - [`etcd`]: a one-member etcd.
+//! - [`patroni`]: Patroni nodes on etcd, each with its PostgreSQL.
 //! - [`redis`]: Redis primaries, replicas and Sentinels.
 //! - [`proc`]: starting server processes (as the service's user when the tests
 //!   run as root), waiting for them, stopping them when dropped, and at the latest
@@ -15,7 +17,9 @@
 //! tests, where a failed step should fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step fails the test
 
+pub mod etcd;
 pub mod mariadb;
+pub mod patroni;
 pub mod pg;
 pub mod pgbouncer;
 pub mod proc;

@@ -11,7 +11,9 @@
 //! - [`lifecycle`]: alert instances from pending to resolved.
 //! - [`notify`]: the notification pipeline: routing, grouping, silences, acks,
 //!   inhibition, flapping, escalation, the durable outbox and delivery.
-//! - [`api`]: the HTTP API.
+//! - [`remediate`]: auto-remediation: guardrails, the runner, the audit log.
+//! - [`template`]: `{{name}}` templates in action configs.
+//! - [`api`]: the HTTP API (`api::actions`: the remediation endpoints).
 #![warn(missing_docs)]
 
 pub mod api;
@@ -21,6 +23,8 @@ pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod ports;
+pub mod remediate;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod template;

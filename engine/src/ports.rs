@@ -3,13 +3,16 @@
 //! - [`SeriesQuery`]: what rules read (the store, or an in-memory set in tests).
 //! - [`Collector`]: gathers samples from a target.
 //! - [`Notifier`]: delivers a notification to a receiver.
-//! - [`Action`]: runs a remediation.
+//! - [`Action`]: runs a remediation; [`Leadership`] says whether this instance may.
 //!
 //! The engine never names an adapter type; the binary builds adapters from config
 //! and hands them over as trait objects.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -308,47 +311,120 @@ pub trait Notifier: Send + Sync {
     }
 }
 
-/// Why an action failed.
+/// Why an action could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActionError {
-    /// The action ran and failed.
-    #[error("action failed: {0}")]
-    Failed(String),
-    /// The action was refused before running (unsafe argument, missing config).
-    #[error("action refused: {0}")]
+    /// The action was refused before anything ran (an unsafe label value, a
+    /// missing template variable, nothing to do). Nothing changed on the target.
+    #[error("{0}")]
     Refused(String),
+    /// The action could not be started (the command does not exist, the URL does
+    /// not resolve, an internal error). Counts as a failed attempt.
+    #[error("{0}")]
+    Failed(String),
 }
 
-/// A request to run a remediation for an alert.
+/// A request to run one remediation.
 #[derive(Debug, Clone)]
 pub struct ActionRequest {
-    /// The rule that asked.
+    /// The audit log id of this attempt.
+    pub id: i64,
+    /// The rule whose alert asked, or `""` for a manual run.
     pub rule: String,
-    /// The alert's labels.
+    /// The alert's labels (for a manual run: the labels the operator gave).
     pub labels: Labels,
-    /// The alert's value.
-    pub value: f64,
+    /// The alert's value (`None` for a manual run).
+    pub value: Option<f64>,
+    /// Extra template variables (`{{replicas}}` when a scale action runs another
+    /// action), on top of the labels, `value` and `rule`.
+    pub vars: BTreeMap<String, String>,
+    /// Render and report what would run, but run nothing.
+    pub dry_run: bool,
 }
 
-/// What an action did.
-#[derive(Debug, Clone)]
+impl ActionRequest {
+    /// The value of template variable `name`: `vars` first, then `value`, `rule`,
+    /// then the labels.
+    pub fn var(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.vars.get(name) {
+            return Some(v.clone());
+        }
+        match name {
+            "value" => self.value.map(crate::template::format_value),
+            "rule" if !self.rule.is_empty() => Some(self.rule.clone()),
+            _ => self.labels.get(name).map(str::to_string),
+        }
+    }
+}
+
+/// What an action gets besides the request.
+#[derive(Clone)]
+pub struct ActionContext {
+    /// The store, for actions that read metrics (the scale action's current count,
+    /// a restart's named-collector health check).
+    pub query: Arc<dyn SeriesQuery>,
+    /// Cancelled when warden shuts down: a running action should stop (and kill
+    /// what it started) promptly.
+    pub cancel: CancellationToken,
+}
+
+impl fmt::Debug for ActionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActionContext").finish_non_exhaustive()
+    }
+}
+
+/// What an action did (or, for a dry run, would do).
+#[derive(Debug, Clone, Default)]
 pub struct ActionOutcome {
+    /// Whether it worked: exit status 0, an expected HTTP status, a healthy service.
+    pub ok: bool,
     /// The exit status of a command, or the HTTP status of a call.
-    pub exit_status: Option<i32>,
-    /// Captured output, bounded.
+    pub status: Option<i32>,
+    /// What ran (or would run): the argument vector, the URL and body, the desired
+    /// replica count. Stored in the audit log as JSON.
+    pub args: serde_json::Value,
+    /// Captured output or response body, bounded, plus what the action noted
+    /// (health check results, why it failed).
     pub output: String,
 }
 
-/// Runs one remediation. Guardrails (cooldown, budget, concurrency, approval) live
-/// in the engine, not in actions.
+/// Runs one remediation. Guardrails (cooldown, budget, concurrency, approval,
+/// verification, the kill switch) live in the engine, not in actions; an action
+/// renders its request, runs it once within its own time limit and reports.
 pub trait Action: Send + Sync {
     /// The action's name from the config.
     fn name(&self) -> &str;
 
-    /// Runs the action for `req`.
+    /// The kind, as in the config (`exec`, `restart`, `http`, `scale`).
+    fn kind(&self) -> &'static str;
+
+    /// Runs the action for `req` (or, with `req.dry_run`, reports what it would run).
     fn run<'a>(
         &'a self,
         req: &'a ActionRequest,
+        cx: &'a ActionContext,
     ) -> BoxFuture<'a, Result<ActionOutcome, ActionError>>;
+}
+
+/// Decides whether this instance may act. One node is always the leader; an HA
+/// mode can elect one instance (an etcd lease) and hand out a fencing token.
+pub trait Leadership: Send + Sync {
+    /// True when this instance may run remediations now.
+    fn is_leader(&self) -> bool;
+    /// The fencing token of the current term, if leadership is elected.
+    fn fencing_token(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The leadership of a single node: always the leader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SingleNode;
+
+impl Leadership for SingleNode {
+    fn is_leader(&self) -> bool {
+        true
+    }
 }

@@ -29,6 +29,15 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// Labels of per-action metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The action's name.
+    pub action: String,
+    /// The attempt state entered.
+    pub state: String,
+}
+
 /// Labels of per-state metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -79,6 +88,8 @@ pub struct Telemetry {
     pub notifications_undelivered: Family<ReceiverLabels, Counter>,
     /// Outbox rows waiting for delivery.
     pub outbox_pending: Family<ReceiverLabels, Gauge>,
+    /// Remediation attempts entering each state, per action.
+    pub remediation_attempts: Family<ActionLabels, Counter>,
     beats: Arc<[AtomicI64; 2]>,
 }
 
@@ -99,6 +110,7 @@ impl Default for Telemetry {
             notifications_sent: Family::default(),
             notifications_undelivered: Family::default(),
             outbox_pending: Family::default(),
+            remediation_attempts: Family::default(),
             beats: Arc::new([AtomicI64::new(now_ms()), AtomicI64::new(now_ms())]),
         }
     }
@@ -200,6 +212,11 @@ impl Telemetry {
             "outbox_pending",
             "Notifications waiting for delivery",
             self.outbox_pending.clone(),
+        );
+        r.register(
+            "remediation_attempts",
+            "Remediation attempts entering each state, per action",
+            self.remediation_attempts.clone(),
         );
         r
     }

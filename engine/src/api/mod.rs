@@ -1,8 +1,11 @@
-//! The HTTP API (axum): health, warden's own metrics, alerts, history and queries.
+//! The HTTP API (axum): health, warden's own metrics, alerts, history and queries;
+//! [`actions`] adds the remediation endpoints.
 //! Shapes are the contract in INTERFACES.md.
 //!
 //! - `notify`: silences, acknowledgements, the delivery log.
+//! - [`actions`]: the remediation audit log, approvals, manual runs, the kill switch.
 
+pub mod actions;
 pub mod notify;
 
 use std::collections::HashMap;
@@ -64,6 +67,12 @@ pub enum ApiEvent {
         fingerprint: Fingerprint,
         /// The ack, or `null`.
         acknowledged: Option<Acknowledgement>,
+    },
+    /// A remediation attempt was written or changed.
+    Action {
+        /// The attempt's audit row as it is now.
+        #[serde(flatten)]
+        entry: Box<crate::remediate::audit::AuditEntry>,
     },
 }
 
@@ -288,6 +297,7 @@ async fn events(
                         ApiEvent::Alert { .. } => "alert",
                         ApiEvent::Silence { .. } => "silence",
                         ApiEvent::Ack { .. } => "ack",
+                        ApiEvent::Action { .. } => "action",
                     };
                     Event::default()
                         .event(name)

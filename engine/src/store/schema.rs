@@ -139,6 +139,42 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (receiver, key)
     ) WITHOUT ROWID;
     "#,
+    // 3: the remediation audit log and the kill switch.
+    r#"
+    CREATE TABLE remediation_attempts (
+        id           INTEGER PRIMARY KEY,
+        action       TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        rule         TEXT NOT NULL,      -- '' for manual runs
+        fingerprint  TEXT,               -- the alert's, NULL for manual runs
+        labels       TEXT NOT NULL,      -- JSON object
+        target       TEXT NOT NULL,      -- JSON object: the labels named by target_by
+        state        TEXT NOT NULL,
+        reason       TEXT,
+        args         TEXT,               -- JSON: what ran or would run
+        created_at   INTEGER NOT NULL,
+        started_at   INTEGER,
+        ended_at     INTEGER,
+        exit_status  INTEGER,
+        output       TEXT,
+        verified     INTEGER,            -- NULL: not verified; 1/0
+        requested_by TEXT,
+        approved_by  TEXT,
+        denied_by    TEXT,
+        comment      TEXT,
+        expires_at   INTEGER,
+        dry_run      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX remediation_attempts_by_state ON remediation_attempts (state, id);
+    CREATE INDEX remediation_attempts_by_created ON remediation_attempts (created_at);
+    CREATE TABLE remediation_switch (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        paused  INTEGER NOT NULL,
+        by      TEXT,
+        comment TEXT,
+        at      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -2,14 +2,17 @@
 //!
 //! # Layout
 //! - `notify/`: one file per notifier kind, its config beside it.
-//!   - `console`: alert state changes as lines on standard output.
+//!   - `console`, `pagerduty`, `webhook` (see the module).
 //! - `action/`: one file per remediation action kind, its config beside it
 //!   (`exec`, `restart`), and the process runner they share.
+//! - `testing` (feature `testing`): emulators of the services notifiers talk to.
 //! - [`NotifiersConfig`]: the `[notifier]` table of the config file.
 //! - [`ActionsConfig`]: the `[action]` table.
 
 pub mod action;
 pub mod notify;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use action::ActionsConfig;
 pub use notify::NotifiersConfig;

@@ -7,4 +7,5 @@ mod cli;
 mod fixtures;
 mod harness;
 mod lifecycle;
+mod notifications;
 mod probes;

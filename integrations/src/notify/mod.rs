@@ -1,10 +1,23 @@
 //! Notifiers: one file per kind; [`NotifiersConfig`] picks them from the config.
+//!
+//! - `console`: lines on standard output.
+//! - `pagerduty`: Events API v2.
+//! - `webhook`: the Alertmanager webhook payload, optionally signed.
+//! - `http`, `secret`, `template`: what the notifiers share.
 
 pub mod console;
+pub mod http;
+pub mod pagerduty;
+pub mod secret;
+pub mod template;
+#[cfg(test)]
+mod test_support;
+pub mod webhook;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
+use toml::Spanned;
 use warden_engine::config::Problem;
 use warden_engine::ports::Notifier;
 
@@ -14,13 +27,19 @@ use warden_engine::ports::Notifier;
 pub struct NotifiersConfig {
     /// `[[notifier.console]]`: lines on standard output.
     #[serde(default)]
-    pub console: Vec<toml::Spanned<console::ConsoleConfig>>,
+    pub console: Vec<Spanned<console::ConsoleConfig>>,
+    /// `[[notifier.pagerduty]]`: PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty: Vec<Spanned<pagerduty::PagerDutyConfig>>,
+    /// `[[notifier.webhook]]`: Alertmanager-compatible webhooks.
+    #[serde(default)]
+    pub webhook: Vec<Spanned<webhook::WebhookConfig>>,
 }
 
 impl NotifiersConfig {
     /// True when no notifier is configured.
     pub fn is_empty(&self) -> bool {
-        self.console.is_empty()
+        self.console.is_empty() && self.pagerduty.is_empty() && self.webhook.is_empty()
     }
 
     /// Builds every configured notifier; `json` selects JSON lines for the console.
@@ -28,17 +47,57 @@ impl NotifiersConfig {
         let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
         let mut problems = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        for c in &self.console {
-            let name = c.get_ref().name.clone().unwrap_or_else(|| "console".into());
+        let mut add = |name: String,
+                       span: std::ops::Range<usize>,
+                       kind: &str,
+                       built: Result<Arc<dyn Notifier>, String>,
+                       problems: &mut Vec<Problem>| {
+            if name.trim().is_empty() {
+                problems.push(Problem::at(
+                    span,
+                    format!("[[notifier.{kind}]] needs a 'name'"),
+                ));
+                return;
+            }
             if names.contains(&name) {
                 problems.push(Problem::at(
-                    c.span(),
+                    span,
                     format!("notifier name '{name}' is used twice: give each a unique 'name'"),
                 ));
-                continue;
+                return;
             }
             names.push(name.clone());
-            out.push(Arc::new(console::ConsoleNotifier::new(name, json)));
+            match built {
+                Ok(n) => out.push(n),
+                Err(e) => problems.push(Problem::at(span, format!("notifier '{name}': {e}"))),
+            }
+        };
+        for c in &self.console {
+            let name = c.get_ref().name.clone().unwrap_or_else(|| "console".into());
+            let n: Arc<dyn Notifier> = Arc::new(console::ConsoleNotifier::new(name.clone(), json));
+            add(name, c.span(), "console", Ok(n), &mut problems);
+        }
+        for c in &self.pagerduty {
+            let built = pagerduty::PagerDutyNotifier::new(c.get_ref())
+                .map(|n| Arc::new(n) as Arc<dyn Notifier>);
+            add(
+                c.get_ref().name.clone(),
+                c.span(),
+                "pagerduty",
+                built,
+                &mut problems,
+            );
+        }
+        for c in &self.webhook {
+            let built = webhook::WebhookNotifier::new(c.get_ref())
+                .map(|n| Arc::new(n) as Arc<dyn Notifier>);
+            add(
+                c.get_ref().name.clone(),
+                c.span(),
+                "webhook",
+                built,
+                &mut problems,
+            );
         }
         if problems.is_empty() {
             Ok(out)

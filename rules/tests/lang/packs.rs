@@ -165,8 +165,21 @@ fn internal_pack_fires_on_warden_trouble() {
         now,
     )
     .add("warden_collector_up", &[("instance", "api")], 0.0, now)
-    .add("warden_collector_up", &[("instance", "db")], 1.0, now);
+    .add("warden_collector_up", &[("instance", "db")], 1.0, now)
+    .add(
+        "warden_notifications_undelivered",
+        &[("receiver", "pd"), ("instance", "pd")],
+        2.0,
+        now,
+    )
+    .add(
+        "warden_notifications_undelivered",
+        &[("receiver", "mail"), ("instance", "mail")],
+        0.0,
+        now,
+    );
     let got = fired(BUILTIN_INTERNAL_PACK, &s, now);
+    assert_eq!(got["WardenNotificationFailed"], ["pd"]);
     assert_eq!(got["WardenRuleFileInvalid"], ["rules/bad.rhai"]);
     assert_eq!(got["WardenRuleFailing"], ["rules/pg.rhai"]);
     assert_eq!(got["WardenCollectorDown"], ["api"]);

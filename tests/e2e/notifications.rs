@@ -1,0 +1,296 @@
+//! Notifications through the real daemon to emulated receivers: a receiver that is
+//! down, a crash between the state change and the delivery, acknowledgements and
+//! silences over the API.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use warden_integrations::testing::{self, Emulator};
+
+use crate::harness::{Daemon, free_port, http, write};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(receivers: &str, notify: &str) -> String {
+    format!(
+        r#"
+[store]
+path = "w.db"
+[rules]
+paths = ["rules/"]
+interval = "1s"
+[[collector.host]]
+interval = "1s"
+[notify]
+group_wait = "0s"
+group_interval = "1s"
+retry_initial = "100ms"
+retry_max = "300ms"
+{notify}
+{receivers}
+"#
+    )
+}
+
+fn rule(threshold: &str) -> String {
+    format!(
+        r#"rule("HostUp", #{{ severity: "critical", summary: "{{{{instance}}}} is up",
+            when: || series("host_uptime_seconds") > {threshold} }});"#
+    )
+}
+
+fn notifications(d: &Daemon) -> Vec<Value> {
+    d.json("/api/v1/notifications")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn statuses(sink: &Emulator) -> Vec<String> {
+    sink.accepted()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_receiver_that_was_down_gets_everything_in_order_once() {
+    let rt = runtime();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &config(
+            &format!(
+                "[[notifier.webhook]]\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+            ),
+            "",
+        ),
+    );
+    write(dir.path(), "rules/r.rhai", &rule("0"));
+    let d = Daemon::start(dir.path(), &cfg, "run");
+    d.wait_for(Duration::from_secs(10), "a failed attempt", || {
+        let n = notifications(&d);
+        Some(n.first()?["attempts"].as_i64()? >= 2 && n[0]["state"] == "pending")
+    });
+    write(dir.path(), "rules/r.rhai", &rule("1e15"));
+    d.wait_for(Duration::from_secs(10), "the resolve queued", || {
+        Some(notifications(&d).len() == 2)
+    });
+    let n = notifications(&d);
+    assert_eq!(n[0]["reason"], "resolved");
+    assert_eq!(n[1]["reason"], "first_notification");
+    assert!(n[1]["last_error"].as_str().unwrap().contains("127.0.0.1"));
+
+    let sink = rt.block_on(testing::webhook_sink_on(port));
+    d.wait_for(Duration::from_secs(10), "both delivered", || {
+        Some(sink.accepted().len() >= 2)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        statuses(&sink),
+        vec!["firing", "resolved"],
+        "in order, once each"
+    );
+    let n = notifications(&d);
+    assert!(n.iter().all(|r| r["state"] == "delivered"), "{n:?}");
+    assert_eq!(
+        sink.accepted()[0]["alerts"][0]["labels"]["alertname"],
+        "HostUp"
+    );
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn kill_9_before_delivery_delivers_once_after_restart() {
+    let rt = runtime();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &config(
+            &format!(
+                "[[notifier.webhook]]\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+            ),
+            "",
+        ),
+    );
+    write(dir.path(), "rules/r.rhai", &rule("0"));
+    let d = Daemon::start(dir.path(), &cfg, "first");
+    d.wait_for(Duration::from_secs(10), "the notification queued", || {
+        Some(!notifications(&d).is_empty())
+    });
+    d.kill9();
+
+    let sink = rt.block_on(testing::webhook_sink_on(port));
+    let d = Daemon::start(dir.path(), &cfg, "second");
+    d.wait_for(
+        Duration::from_secs(10),
+        "delivered after the restart",
+        || Some(!sink.accepted().is_empty()),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(statuses(&sink), vec!["firing"], "exactly once");
+    let n = notifications(&d);
+    assert_eq!(
+        n.len(),
+        1,
+        "no second notification after the restart: {n:?}"
+    );
+    assert_eq!(n[0]["state"], "delivered");
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn ack_sends_pagerduty_acknowledge_and_stops_repeats() {
+    let rt = runtime();
+    let pd = rt.block_on(testing::pagerduty());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &config(
+            &format!(
+                "[[notifier.pagerduty]]\nname = \"pd\"\nrouting_key_env = \"PD_KEY\"\nurl = \"{}/v2/enqueue\"\n",
+                pd.url()
+            ),
+            "repeat_interval = \"2s\"",
+        ),
+    );
+    write(dir.path(), "rules/r.rhai", &rule("0"));
+    let d = Daemon::start_with_env(dir.path(), &cfg, "run", &[("PD_KEY", "R0UT1NG")]);
+    let actions = |pd: &Emulator| -> Vec<String> {
+        pd.accepted()
+            .iter()
+            .map(|e| e["event_action"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    d.wait_for(Duration::from_secs(10), "a trigger and a repeat", || {
+        Some(actions(&pd).len() >= 2)
+    });
+    assert!(pd.rejected().is_empty(), "{:?}", pd.rejected());
+    let ev = &pd.accepted()[0];
+    assert_eq!(ev["routing_key"], "R0UT1NG");
+    let alert = d.alert("HostUp").unwrap();
+    let fp = alert["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(ev["dedup_key"], fp.as_str());
+    assert!(alert["acknowledged"].is_null());
+
+    let (status, body) = http(
+        d.port,
+        "POST",
+        &format!("/api/v1/alerts/{fp}/ack"),
+        Some(r#"{"by":"alice","comment":"looking"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    d.wait_for(Duration::from_secs(5), "acknowledge sent", || {
+        Some(actions(&pd).last()? == "acknowledge")
+    });
+    let after_ack = actions(&pd).len();
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        actions(&pd).len(),
+        after_ack,
+        "no repeats after the ack: {:?}",
+        actions(&pd)
+    );
+    let alert = d.alert("HostUp").unwrap();
+    assert_eq!(alert["acknowledged"]["by"], "alice");
+    let (status, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts/0000000000000001/ack",
+        Some(r#"{"by":"x"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("error"));
+    let (status, _) = http(
+        d.port,
+        "POST",
+        &format!("/api/v1/alerts/{fp}/ack"),
+        Some(r#"{"comment":"no by"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+    let rows = d.json(&format!("/api/v1/notifications?fingerprint={fp}"));
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "acknowledged")
+    );
+    let (status, _) = http(d.port, "DELETE", &format!("/api/v1/alerts/{fp}/ack"), None).unwrap();
+    assert_eq!(status, 200);
+    assert!(d.alert("HostUp").unwrap()["acknowledged"].is_null());
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn silences_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &config("[[notifier.console]]\nname = \"console\"\n", ""),
+    );
+    write(dir.path(), "rules/r.rhai", &rule("0"));
+    let d = Daemon::start(dir.path(), &cfg, "run");
+    let (status, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/silences",
+        Some(r#"{"matchers":{"alertname":"HostUp","instance":{"op":"=~","value":".+"}},"duration":"1h","comment":"deploy","created_by":"bob"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let s: Value = serde_json::from_str(&body).unwrap();
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["state"], "active");
+    assert_eq!(s["matchers"]["alertname"], "HostUp");
+    d.wait_for(Duration::from_secs(10), "HostUp firing", || {
+        Some(d.alert("HostUp")?["state"] == "firing")
+    });
+    let a = d.alert("HostUp").unwrap();
+    assert_eq!(a["silenced_by"][0], id.as_str());
+    assert_eq!(a["flapping"], false);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!d.out().contains("HostUp"), "silenced: {}", d.out());
+    for bad in [
+        r#"{"matchers":{},"duration":"1h","created_by":"x"}"#,
+        r#"{"matchers":{"a":"b"},"created_by":"x"}"#,
+        r#"{"matchers":{"a":"b"},"duration":"1h"}"#,
+        r#"{"matchers":{"a":{"op":"<","value":"1"}},"duration":"1h","created_by":"x"}"#,
+        r#"not json"#,
+    ] {
+        let (status, body) = http(d.port, "POST", "/api/v1/silences", Some(bad)).unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("\"error\""), "{body}");
+    }
+    let list = d.json("/api/v1/silences");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, body) = http(d.port, "DELETE", &format!("/api/v1/silences/{id}"), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"expired\""), "{body}");
+    d.wait_for(
+        Duration::from_secs(5),
+        "the alert is sent once unsilenced",
+        || Some(d.out().contains("FIRING") && d.out().contains("HostUp")),
+    );
+    assert_eq!(
+        http(d.port, "DELETE", "/api/v1/silences/nope", None)
+            .unwrap()
+            .0,
+        404
+    );
+    assert!(d.terminate().success());
+}

@@ -50,9 +50,11 @@ pub(crate) struct SecretKeys<'a> {
 }
 
 impl SecretKeys<'_> {
-    /// The secret, `None` inside when none is given; the outer `None` when a
-    /// problem was reported.
-    pub(crate) fn resolve(self, problems: &mut Vec<Problem>) -> Option<Option<Secret>> {
+    /// Where the secret comes from, `None` inside when none is given; the outer
+    /// `None` when a problem was reported. The variable or file is read when a
+    /// connection is opened, not here: a rotated password is picked up on the
+    /// next connection, and `warden config check` works without the secrets.
+    pub(crate) fn resolve(self, problems: &mut Vec<Problem>) -> Option<Option<SecretSource>> {
         let key = self.key;
         let given = [
             self.inline.map(Spanned::span),
@@ -67,44 +69,57 @@ impl SecretKeys<'_> {
             ));
             return None;
         }
-        if let Some(v) = self.inline {
-            return Some(Some(Secret(v.get_ref().clone())));
+        if let Some(var) = self.env
+            && var.get_ref().trim().is_empty()
+        {
+            problems.push(Problem::at(
+                var.span(),
+                format!("'{key}_env' is empty: name an environment variable"),
+            ));
+            return None;
         }
-        if let Some(var) = self.env {
-            return match std::env::var(var.get_ref()) {
-                Ok(v) => Some(Some(Secret(v))),
-                Err(_) => {
-                    problems.push(Problem::at(
-                        var.span(),
-                        format!(
-                            "'{key}_env': the environment variable '{}' is not set",
-                            var.get_ref()
-                        ),
-                    ));
-                    None
-                }
-            };
-        }
-        if let Some(path) = self.file {
-            return match std::fs::read_to_string(path.get_ref()) {
+        Some(if let Some(v) = self.inline {
+            Some(SecretSource::Inline(Secret(v.get_ref().clone())))
+        } else if let Some(var) = self.env {
+            Some(SecretSource::Env(var.get_ref().clone()))
+        } else {
+            self.file.map(|f| SecretSource::File(f.get_ref().clone()))
+        })
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum SecretSource {
+    Inline(Secret),
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret now: an unset variable or an unreadable file fails the run
+    /// with `reason="auth"` and says which.
+    pub(crate) fn read(&self) -> Result<Secret, Failure> {
+        match self {
+            SecretSource::Inline(s) => Ok(s.clone()),
+            SecretSource::Env(var) => std::env::var(var).map(Secret).map_err(|_| {
+                Failure::new(
+                    Reason::Auth,
+                    format!("password_env: the environment variable '{var}' is not set"),
+                )
+            }),
+            SecretSource::File(path) => match std::fs::read_to_string(path) {
                 Ok(text) => {
                     let text = text.strip_suffix('\n').unwrap_or(&text);
                     let text = text.strip_suffix('\r').unwrap_or(text);
-                    Some(Some(Secret(text.to_string())))
+                    Ok(Secret(text.to_string()))
                 }
-                Err(e) => {
-                    problems.push(Problem::at(
-                        path.span(),
-                        format!(
-                            "'{key}_file': cannot read '{}': {e}",
-                            path.get_ref().display()
-                        ),
-                    ));
-                    None
-                }
-            };
+                Err(e) => Err(Failure::new(
+                    Reason::Auth,
+                    format!("password_file: cannot read '{}': {e}", path.display()),
+                )),
+            },
         }
-        Some(None)
     }
 }
 

@@ -49,7 +49,7 @@ use warden_engine::model::{Labels, Sample};
 use warden_engine::ports::{BoxFuture, CollectContext, CollectError, Collector};
 
 use crate::common::{Common, CommonKeys, NameKey, TargetLabels, instance_of};
-use crate::db::{self, Found, Outcome, labels, number};
+use crate::db::{self, Found, Outcome, SecretSource, labels, number};
 use crate::probe::{self, Failure, FailureLog, Reason};
 
 const OUTCOME: Outcome = Outcome {
@@ -146,23 +146,21 @@ impl MysqlConfig {
             ));
             return None;
         }
-        let mut builder = OptsBuilder::from_opts(opts.clone())
+        let builder = OptsBuilder::from_opts(opts.clone())
             // Talk to the address given; do not switch to a local socket.
             .prefer_socket(false)
             .stmt_cache_size(0);
-        if let Some(p) = password {
-            if opts.pass().is_some() {
-                problems.push(Problem::at(
-                    self.url.span(),
-                    "the URL holds a password and a 'password' key is set too: keep one",
-                ));
-                return None;
-            }
-            builder = builder.pass(Some(p.expose()));
+        if password.is_some() && opts.pass().is_some() {
+            problems.push(Problem::at(
+                self.url.span(),
+                "the URL holds a password and a 'password' key is set too: keep one",
+            ));
+            return None;
         }
         let common = common?;
         let collector = MysqlCollector {
             opts: builder.into(),
+            password,
             budget: probe::budget(common.timeout),
             conn: None,
             replica_stmt: "SHOW REPLICA STATUS",
@@ -175,6 +173,8 @@ impl MysqlConfig {
 /// Collects one MariaDB/MySQL server (see the module docs).
 pub struct MysqlCollector {
     opts: Opts,
+    /// Read at each connect.
+    password: Option<SecretSource>,
     budget: Duration,
     conn: Option<Conn>,
     /// `SHOW REPLICA STATUS`, or `SHOW SLAVE STATUS` once the server refused it.
@@ -200,9 +200,11 @@ impl MysqlCollector {
 
     async fn collect(&mut self) -> Result<Vec<Sample>, Failure> {
         if self.conn.is_none() {
-            let conn = Conn::new(self.opts.clone())
-                .await
-                .map_err(|e| mysql_failure(&e))?;
+            let mut opts = OptsBuilder::from_opts(self.opts.clone());
+            if let Some(p) = &self.password {
+                opts = opts.pass(Some(p.read()?.expose()));
+            }
+            let conn = Conn::new(opts).await.map_err(|e| mysql_failure(&e))?;
             self.conn = Some(conn);
         }
         let Some(conn) = self.conn.as_mut() else {

@@ -37,8 +37,8 @@ use warden_engine::model::{Labels, Sample};
 use warden_engine::ports::{BoxFuture, CollectContext, CollectError, Collector};
 
 use crate::common::{Common, CommonKeys, NameKey, TargetLabels, instance_of};
-use crate::db::{self, Found, Outcome, labels, number};
-use crate::postgres::{parse_dsn, pg_failure, result_sets, tls_connector};
+use crate::db::{self, Found, Outcome, SecretSource, labels, number};
+use crate::postgres::{parse_dsn, pg_failure, result_sets, tls_connector, with_password};
 use crate::probe::{self, Failure, FailureLog, Reason};
 use crate::tls::cert;
 
@@ -116,15 +116,12 @@ impl PgbouncerConfig {
             }
         };
         let ((mut config, verify), password) = (dsn?, password?);
-        if let Some(p) = &password {
-            if config.get_password().is_some() {
-                problems.push(Problem::at(
-                    self.dsn.span(),
-                    "the DSN holds a password and a 'password' key is set too: keep one",
-                ));
-                return None;
-            }
-            config.password(p.expose());
+        if password.is_some() && config.get_password().is_some() {
+            problems.push(Problem::at(
+                self.dsn.span(),
+                "the DSN holds a password and a 'password' key is set too: keep one",
+            ));
+            return None;
         }
         if config.get_dbname().is_none() {
             config.dbname("pgbouncer");
@@ -141,6 +138,7 @@ impl PgbouncerConfig {
         config.connect_timeout(budget);
         let collector = PgbouncerCollector {
             config,
+            password,
             tls,
             budget,
             client: None,
@@ -153,6 +151,7 @@ impl PgbouncerConfig {
 /// Collects one PgBouncer (see the module docs).
 pub struct PgbouncerCollector {
     config: tokio_postgres::Config,
+    password: Option<SecretSource>,
     tls: MakeRustlsConnect,
     budget: Duration,
     client: Option<Client>,
@@ -173,8 +172,8 @@ impl PgbouncerCollector {
     async fn collect(&mut self, cx: &CollectContext) -> Result<Vec<Sample>, Failure> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let (client, connection) = self
-                .config
+            let config = with_password(&self.config, self.password.as_ref())?;
+            let (client, connection) = config
                 .connect(self.tls.clone())
                 .await
                 .map_err(|e| pg_failure(&e))?;

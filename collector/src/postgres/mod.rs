@@ -70,7 +70,7 @@ use warden_engine::model::Sample;
 use warden_engine::ports::{BoxFuture, CollectContext, CollectError, Collector};
 
 use crate::common::{Common, CommonKeys, NameKey, TargetLabels, instance_of};
-use crate::db::{self, Found, Outcome, labels, number};
+use crate::db::{self, Found, Outcome, SecretSource, labels, number};
 use crate::probe::{self, Failure, FailureLog, Reason};
 use crate::tls::cert::{self, RecordingVerifier};
 
@@ -172,15 +172,12 @@ impl PostgresConfig {
         };
         let (mut config, verify) = dsn?;
         let password = password?;
-        if let Some(p) = &password {
-            if config.get_password().is_some() {
-                problems.push(Problem::at(
-                    self.dsn.span(),
-                    "the DSN holds a password and a 'password' key is set too: keep one",
-                ));
-                return None;
-            }
-            config.password(p.expose());
+        if password.is_some() && config.get_password().is_some() {
+            problems.push(Problem::at(
+                self.dsn.span(),
+                "the DSN holds a password and a 'password' key is set too: keep one",
+            ));
+            return None;
         }
         let common = common?;
         let tls = tls_connector(roots?, verify).map_err(|e| {
@@ -193,6 +190,7 @@ impl PostgresConfig {
         }
         let collector = PostgresCollector {
             config,
+            password,
             tls: tls.ok()?,
             budget,
             conn: None,
@@ -262,6 +260,8 @@ pub(crate) fn tls_connector(
 /// Collects one PostgreSQL server (see the module docs).
 pub struct PostgresCollector {
     config: tokio_postgres::Config,
+    /// Read at each connect.
+    password: Option<SecretSource>,
     tls: MakeRustlsConnect,
     budget: Duration,
     conn: Option<Conn>,
@@ -290,7 +290,8 @@ impl PostgresCollector {
     async fn collect(&mut self, cx: &CollectContext) -> Result<Vec<Sample>, Failure> {
         if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             self.conn = None;
-            self.conn = Some(connect(&self.config, &self.tls, self.budget, cx).await?);
+            let config = with_password(&self.config, self.password.as_ref())?;
+            self.conn = Some(connect(&config, &self.tls, self.budget, cx).await?);
         }
         let Some(conn) = &self.conn else {
             return Err(Failure::new(Reason::Connect, "no connection"));
@@ -303,6 +304,18 @@ impl PostgresCollector {
         let sets = result_sets(messages);
         parse_run(&sets)
     }
+}
+
+/// `config` with the password read now, if one is configured.
+pub(crate) fn with_password(
+    config: &tokio_postgres::Config,
+    password: Option<&SecretSource>,
+) -> Result<tokio_postgres::Config, Failure> {
+    let mut config = config.clone();
+    if let Some(p) = password {
+        config.password(p.read()?.expose());
+    }
+    Ok(config)
 }
 
 /// Opens a connection, its background task ended by the collector's shutdown,

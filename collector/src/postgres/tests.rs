@@ -257,16 +257,8 @@ fn config_mistakes_are_reported() {
         "password = \"a\"\npassword_env = \"B\"",
     ));
     assert!(p[0].contains("only one of 'password'"), "{p:?}");
-    let p = problems(&entry(
-        "host=h user=x",
-        "password_env = \"WARDEN_TEST_UNSET_VAR\"",
-    ));
-    assert!(p[0].contains("'WARDEN_TEST_UNSET_VAR' is not set"), "{p:?}");
-    let p = problems(&entry(
-        "host=h user=x",
-        "password_file = \"/nonexistent/pw\"",
-    ));
-    assert!(p[0].contains("cannot read '/nonexistent/pw'"), "{p:?}");
+    let p = problems(&entry("host=h user=x", "password_env = \"\""));
+    assert!(p[0].contains("'password_env' is empty"), "{p:?}");
     let p = problems(&entry("postgres://x:pw@h/db", "password = \"a\""));
     assert!(p[0].contains("keep one"), "{p:?}");
     let p = problems(
@@ -276,6 +268,32 @@ fn config_mistakes_are_reported() {
         p[0].contains("label 'state' is set by the postgres collector"),
         "{p:?}"
     );
+}
+
+/// Secrets are read when connecting: an unset variable or a missing file is
+/// `pg_up 0` with `reason="auth"` naming it, and the config still checks.
+#[tokio::test]
+async fn a_missing_password_variable_or_file_is_reported_at_connect() {
+    for (extra, says) in [
+        (
+            "password_env = \"WARDEN_TEST_UNSET_VAR\"",
+            "'WARDEN_TEST_UNSET_VAR' is not set",
+        ),
+        (
+            "password_file = \"/nonexistent/pw\"",
+            "cannot read '/nonexistent/pw'",
+        ),
+    ] {
+        let mut s = spec(&entry("host=127.0.0.1 port=1 user=x", extra));
+        let samples = run(&mut s).await;
+        assert_eq!(value(&samples, "pg_up"), 0.0);
+        let info = testing::labels(&samples, "pg_error_info");
+        assert_eq!(info.get("reason"), Some("auth"));
+        assert!(
+            info.get("message").is_some_and(|m| m.contains(says)),
+            "{info:?}"
+        );
+    }
 }
 
 #[test]

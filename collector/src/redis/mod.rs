@@ -42,7 +42,7 @@ use warden_engine::model::{Labels, Sample};
 use warden_engine::ports::{BoxFuture, CollectContext, CollectError, Collector};
 
 use crate::common::{Common, CommonKeys, NameKey, TargetLabels, instance_of};
-use crate::db::{self, Found, Outcome, labels, number};
+use crate::db::{self, Found, Outcome, SecretSource, labels, number};
 use crate::probe::{self, Failure, FailureLog, Reason};
 
 const OUTCOME: Outcome = Outcome {
@@ -134,7 +134,7 @@ pub(crate) fn connection_info(
     username: Option<&str>,
     password: db::SecretKeys<'_>,
     problems: &mut Vec<Problem>,
-) -> Option<ConnectionInfo> {
+) -> Option<(ConnectionInfo, Option<SecretSource>)> {
     let password = password.resolve(problems);
     let text = url.get_ref();
     let info = if text.starts_with("redis://") || text.starts_with("redis+unix://") {
@@ -162,30 +162,33 @@ pub(crate) fn connection_info(
     if let Some(u) = username {
         settings = settings.set_username(u);
     }
-    if let Some(p) = password {
-        if settings.password().is_some() {
-            problems.push(Problem::at(
-                url.span(),
-                "the URL holds a password and a 'password' key is set too: keep one",
-            ));
-            return None;
-        }
-        settings = settings.set_password(p.expose());
+    if password.is_some() && settings.password().is_some() {
+        problems.push(Problem::at(
+            url.span(),
+            "the URL holds a password and a 'password' key is set too: keep one",
+        ));
+        return None;
     }
-    Some(info.set_redis_settings(settings))
+    Some((info.set_redis_settings(settings), password))
 }
 
 /// One reused connection to a Redis server or Sentinel.
 pub(crate) struct Link {
     info: ConnectionInfo,
+    /// Read at each connect.
+    password: Option<SecretSource>,
     budget: Duration,
     conn: Option<MultiplexedConnection>,
 }
 
 impl Link {
-    pub(crate) fn new(info: ConnectionInfo, budget: Duration) -> Self {
+    pub(crate) fn new(
+        (info, password): (ConnectionInfo, Option<SecretSource>),
+        budget: Duration,
+    ) -> Self {
         Self {
             info,
+            password,
             budget,
             conn: None,
         }
@@ -196,7 +199,15 @@ impl Link {
         if let Some(c) = &self.conn {
             return Ok(c.clone());
         }
-        let client = redis::Client::open(self.info.clone()).map_err(|e| redis_failure(&e))?;
+        let mut info = self.info.clone();
+        if let Some(p) = &self.password {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(p.read()?.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(|e| redis_failure(&e))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.budget))
             .set_response_timeout(Some(self.budget));

@@ -49,7 +49,44 @@ struct RawTest {
 #[serde(deny_unknown_fields)]
 struct RawSeries {
     series: String,
-    values: String,
+    values: Scalar,
+}
+
+/// A string, or a number or bool written without quotes (`status: 429`,
+/// `values: 5` in YAML), as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn texts(m: BTreeMap<String, Scalar>) -> BTreeMap<String, String> {
+    m.into_iter().map(|(k, v)| (k, v.0)).collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,9 +102,9 @@ struct RawAlertTest {
 #[serde(deny_unknown_fields)]
 struct RawExpAlert {
     #[serde(default)]
-    exp_labels: BTreeMap<String, String>,
+    exp_labels: BTreeMap<String, Scalar>,
     #[serde(default)]
-    exp_annotations: BTreeMap<String, String>,
+    exp_annotations: BTreeMap<String, Scalar>,
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
@@ -96,7 +133,7 @@ struct RawSample {
 #[serde(untagged)]
 enum LabelsSpec {
     Text(String),
-    Map(BTreeMap<String, String>),
+    Map(BTreeMap<String, Scalar>),
 }
 
 /// A checked test file, ready to run.
@@ -354,7 +391,7 @@ fn check(path: &Path, src: &str, raw: RawFile) -> Result<TestFile, Vec<Diagnosti
         let mut input: Vec<InputSeriesSpec> = Vec::new();
         for s in &t.input_series {
             let at = loc.next("series", &s.series);
-            let vat = loc.next("values", &s.values);
+            let vat = loc.next("values", &s.values.0);
             let spec = match parse_series(&s.series) {
                 Ok(SeriesSpec {
                     name: Some(n),
@@ -375,7 +412,7 @@ fn check(path: &Path, src: &str, raw: RawFile) -> Result<TestFile, Vec<Diagnosti
                     None
                 }
             };
-            let steps = match expand_values(&s.values) {
+            let steps = match expand_values(&s.values.0) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     problem(vat, format!("test \"{name}\": {e}"));
@@ -445,8 +482,8 @@ fn check(path: &Path, src: &str, raw: RawFile) -> Result<TestFile, Vec<Diagnosti
                     continue;
                 }
                 expected.push(ExpAlert {
-                    labels: e.exp_labels,
-                    annotations: e.exp_annotations,
+                    labels: texts(e.exp_labels),
+                    annotations: texts(e.exp_annotations),
                     state,
                     value: e.value,
                 });
@@ -480,7 +517,7 @@ fn check(path: &Path, src: &str, raw: RawFile) -> Result<TestFile, Vec<Diagnosti
                         labels: Labels::empty(),
                     }),
                     Some(LabelsSpec::Text(t)) => parse_series(&t),
-                    Some(LabelsSpec::Map(m)) => Labels::new(m)
+                    Some(LabelsSpec::Map(m)) => Labels::new(texts(m))
                         .map(|labels| SeriesSpec { name: None, labels })
                         .map_err(|e| e.to_string()),
                 };

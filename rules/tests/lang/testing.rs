@@ -281,6 +281,33 @@ tests:
 "#,
     );
     assert_passes(&r);
+
+    // Numbers written without quotes are text where text is expected.
+    let c = Case::new(
+        r#"rule("Status", #{ severity: "info", when: || series("http_status") == 503 });"#,
+    );
+    let r = c.run(
+        "n.yaml",
+        r#"
+rule_files: [rules.rhai]
+tests:
+  - input_series:
+      - series: 'http_status{code="503"}'
+        values: 503
+    alert_rule_test:
+      - eval_time: 0s
+        alertname: Status
+        exp_alerts:
+          - exp_labels: {code: 503}
+    expr_test:
+      - expr: series("http_status")
+        eval_time: 0s
+        exp_samples:
+          - labels: {code: 503}
+            value: 503
+"#,
+    );
+    assert_passes(&r);
 }
 
 #[test]

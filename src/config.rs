@@ -11,6 +11,7 @@ mod collect;
 
 use serde::Deserialize;
 use warden_collector::CollectorsConfig;
+use warden_engine::api::auth::Auth;
 use warden_engine::config::{Problem, RulesConfig, ServerConfig, StoreConfig, line_col};
 use warden_engine::notify::config::{
     DependencyConfig, InhibitConfig, MaintenanceConfig, NotifyConfig, NotifyPlan, NotifySections,
@@ -120,6 +121,10 @@ pub struct Config {
     /// Without any configured notifier: every alert state change printed on the
     /// console as it happens (the embedded default's behaviour).
     pub state_log: Option<Arc<dyn Notifier>>,
+    /// Who may call the API.
+    pub auth: Arc<Auth>,
+    /// HTTPS for the API, if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -209,12 +214,20 @@ pub fn parse(
         .clone()
         .unwrap_or_else(|| raw.server.listen.get_ref().clone());
     let listen_span = ov.listen.is_none().then(|| raw.server.listen.span());
+    let auth = match Auth::from_config(&raw.server.token, raw.server.metrics_auth, base) {
+        Ok(a) => Some(a),
+        Err(ps) => {
+            ps.into_iter().for_each(&mut problem);
+            None
+        }
+    };
+    let open = raw.server.token.is_empty();
     let listen = match listen_text.parse::<SocketAddr>() {
-        Ok(a) if !a.ip().is_loopback() => {
+        Ok(a) if open && !a.ip().is_loopback() => {
             problem(Problem {
                 span: listen_span,
                 message: format!(
-                    "listen address '{listen_text}' is not loopback: the API has no access control yet, so warden only listens on 127.0.0.0/8 or ::1"
+                    "listen address '{listen_text}' is not loopback and no [[server.token]] is configured: an open API only listens on 127.0.0.0/8 or ::1; add tokens (see docs/api.md) or listen on loopback"
                 ),
             });
             None
@@ -228,6 +241,29 @@ pub fn parse(
                 ),
             });
             None
+        }
+    };
+    let tls = match &raw.server.tls {
+        None => None,
+        Some(t) => {
+            let resolve = |p: &Path| {
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                }
+            };
+            let entry = t.get_ref();
+            match warden_engine::api::tls::server_config(
+                &resolve(&entry.cert),
+                &resolve(&entry.key),
+            ) {
+                Ok(c) => Some(c),
+                Err(m) => {
+                    problem(Problem::at(t.span(), format!("[server.tls]: {m}")));
+                    None
+                }
+            }
         }
     };
 
@@ -296,8 +332,8 @@ pub fn parse(
     store.retention = raw.store.retention.get();
     store.head = raw.store.head.get();
 
-    match (errors.is_empty(), listen) {
-        (true, Some(listen)) => Ok(Config {
+    match (errors.is_empty(), listen, auth) {
+        (true, Some(listen), Some(auth)) => Ok(Config {
             source,
             listen,
             store,
@@ -308,6 +344,8 @@ pub fn parse(
             notifiers,
             notify,
             state_log,
+            auth: Arc::new(auth),
+            tls,
         }),
         _ => Err(errors),
     }
@@ -362,6 +400,41 @@ mod tests {
         let e = errs("[server]\nlisten = \"0.0.0.0:9470\"\n");
         assert!(
             e[0].starts_with("w.toml:2:10: listen address '0.0.0.0:9470' is not loopback"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn public_listen_is_allowed_with_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "0123456789abcdef0123\n").unwrap();
+        let text = "[server]\nlisten = \"0.0.0.0:9470\"\n\n[[server.token]]\nname = \"ops\"\nrole = \"admin\"\ntoken_file = \"tok\"\n";
+        let c = parse(text, "w.toml", dir.path(), None, &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!c.auth.is_open());
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9470");
+    }
+
+    #[test]
+    fn token_and_tls_problems_have_positions() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[server.token]]\nname = \"ops\"\nrole = \"admin\"\ntoken_env = \"WARDEN_TEST_SURELY_UNSET_VAR\"\n\n[server.tls]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n";
+        let e = errs(text);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter().any(|m| m.starts_with("w.toml:4:1: token 'ops': the environment variable 'WARDEN_TEST_SURELY_UNSET_VAR' is not set")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.starts_with(
+                "w.toml:10:1: [server.tls]: cannot read certificate '/nonexistent/nope.pem'"
+            )),
+            "{e:?}"
+        );
+        let e = errs(
+            "[server]\nlisten = \"127.0.0.1:1\"\n\n[[server.token]]\nname = \"ops\"\nrole = \"root\"\ntoken_env = \"X\"\n",
+        );
+        assert!(
+            e[0].starts_with("w.toml:6:8: unknown variant `root`"),
             "{e:?}"
         );
     }

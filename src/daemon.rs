@@ -104,8 +104,13 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         listen = %cfg.listen,
         store = %cfg.store.path.display(),
         config = %cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
+        tls = cfg.tls.is_some(),
+        api_tokens = cfg.auth.token_count(),
         "warden starting"
     );
+    if !cfg.auth.is_open() && cfg.tls.is_none() && !cfg.listen.ip().is_loopback() {
+        tracing::warn!(listen = %cfg.listen, "API tokens travel in clear text: configure [server.tls] or put a TLS proxy in front");
+    }
 
     let (alerts_tx, alerts_rx) = watch::channel(Arc::new(Vec::new()));
     let (events_tx, _) = tokio::sync::broadcast::channel(1024);
@@ -138,12 +143,16 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let api_stop = root.child_token();
     let api_task = tracker.spawn({
         let stop = api_stop.clone();
+        let auth = cfg.auth.clone();
+        let tls = cfg.tls.clone();
         async move {
-            if let Err(e) = api::serve(listener, api::router(state), async move {
-                stop.cancelled().await
-            })
-            .await
-            {
+            let router = api::auth::protect(api::router(state), auth);
+            let shutdown = async move { stop.cancelled().await };
+            let served = match tls {
+                Some(tls) => api::serve_tls(listener, tls, router, shutdown).await,
+                None => api::serve(listener, router, shutdown).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "API server failed");
             }
         }
@@ -197,6 +206,9 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
                     Ok(mut new) => {
                         if new.listen != cfg.listen || new.store.path != cfg.store.path {
                             tracing::warn!("[server].listen and [store].path take effect after a restart");
+                        }
+                        if new.tls.is_some() != cfg.tls.is_some() {
+                            tracing::warn!("[server.tls] and [[server.token]] changes take effect after a restart");
                         }
                         collectors_stop.cancel();
                         collectors.close();

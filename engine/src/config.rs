@@ -47,12 +47,25 @@ pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:9470`.
     #[serde(default = "default_listen")]
     pub listen: toml::Spanned<String>,
+    /// `[[server.token]]`: bearer tokens and their roles. Without any, the API is
+    /// open and only listens on loopback.
+    #[serde(default)]
+    pub token: Vec<toml::Spanned<crate::api::auth::TokenEntry>>,
+    /// Require a `read` token for `/metrics` too. Default `false`.
+    #[serde(default)]
+    pub metrics_auth: bool,
+    /// `[server.tls]`: serve HTTPS.
+    #[serde(default)]
+    pub tls: Option<toml::Spanned<crate::api::auth::TlsEntry>>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: toml::Spanned::new(0..0, default_listen_str()),
+            token: Vec::new(),
+            metrics_auth: false,
+            tls: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! HTTP and through its console output.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step should fail the test
 
+mod api_auth;
 mod cli;
 mod fixtures;
 mod harness;

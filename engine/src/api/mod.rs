@@ -28,6 +28,9 @@ use crate::ports::SeriesQuery;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
+pub mod auth;
+pub mod tls;
+
 /// Most samples one query may return.
 const MAX_QUERY_SAMPLES: usize = 2_000_000;
 
@@ -320,6 +323,19 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` completes.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls)?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -426,7 +426,7 @@ mod tests {
         );
         assert!(
             e.iter().any(|m| m.starts_with(
-                "w.toml:10:1: [server.tls]: cannot read certificate '/nonexistent/nope.pem'"
+                "w.toml:9:1: [server.tls]: cannot read certificate '/nonexistent/nope.pem'"
             )),
             "{e:?}"
         );

@@ -273,6 +273,9 @@ impl PgPair {
             "1",
             Duration::from_secs(30),
         );
+        // One replayed transaction, so the standby has a replay timestamp.
+        primary.sql("INSERT INTO ticks DEFAULT VALUES");
+        standby.wait_for("SELECT count(*) FROM ticks", "1", Duration::from_secs(30));
         PgPair { standby, primary }
     }
 }

@@ -5,6 +5,7 @@
 
 mod api_auth;
 mod cli;
+mod databases;
 mod fixtures;
 mod harness;
 mod lifecycle;

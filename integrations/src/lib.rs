@@ -5,11 +5,13 @@
 //!   - `console`, `pagerduty`, `webhook` (see the module).
 //! - `action/`: one file per remediation action kind, its config beside it
 //!   (`exec`, `restart`), and the process runner they share.
+//! - `inbound/`: parsers of payloads external systems push (Alertmanager v4).
 //! - `testing` (feature `testing`): emulators of the services notifiers talk to.
 //! - [`NotifiersConfig`]: the `[notifier]` table of the config file.
 //! - [`ActionsConfig`]: the `[action]` table.
 
 pub mod action;
+pub mod inbound;
 pub mod notify;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -24,6 +24,110 @@ pub enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Remediation against a running daemon: the audit log, approvals, manual
+    /// runs and the kill switch.
+    #[command(alias = "action")]
+    Actions(ActionsArgs),
+}
+
+/// `warden actions ...`: where the daemon is, and what to do.
+#[derive(Debug, Args)]
+pub struct ActionsArgs {
+    /// The daemon's API.
+    #[arg(
+        long,
+        env = "WARDEN_URL",
+        default_value = "http://127.0.0.1:9470",
+        global = true
+    )]
+    pub url: String,
+    /// An API token (sent as `Authorization: Bearer`).
+    #[arg(long, env = "WARDEN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ActionsCommand,
+}
+
+/// `warden actions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ActionsCommand {
+    /// The audit log, newest first.
+    List {
+        /// Only attempts in this state (pending_approval, queued, running,
+        /// succeeded, failed, dry_run, refused, denied, expired, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only attempts of this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One attempt with its arguments and output.
+    Show {
+        /// The attempt's id.
+        id: i64,
+    },
+    /// Approve an attempt waiting for approval.
+    Approve(Decide),
+    /// Deny an attempt waiting for approval.
+    Deny(Decide),
+    /// Run an action by hand for a target, under the same guardrails.
+    Run {
+        /// The action's name.
+        action: String,
+        /// A target label, `NAME=VALUE` (repeat for more).
+        #[arg(long = "label", short = 'l', value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Who asks (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Turn the kill switch on: no action runs until `resume`.
+    Pause(Switch),
+    /// Turn the kill switch off.
+    Resume(Switch),
+    /// The kill switch, dry-run and the configured actions.
+    Status,
+}
+
+/// Approve/deny.
+#[derive(Debug, Args)]
+pub struct Decide {
+    /// The attempt's id.
+    pub id: i64,
+    /// Who decides (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why.
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+/// Pause/resume.
+#[derive(Debug, Args)]
+pub struct Switch {
+    /// Who (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why.
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }
 
 /// How log lines and console alerts are written.
@@ -50,6 +154,9 @@ pub struct RunArgs {
     /// Log and console alert format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Run no remediation action: audit what each would run (`dry_run` state).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `warden rules ...`.

@@ -19,9 +19,11 @@ use warden_engine::notify::config::{
 };
 use warden_engine::notify::dispatch::ReceiverInfo;
 use warden_engine::ports::Notifier;
+use warden_engine::remediate::config::{RemediationConfig, Switches};
 use warden_engine::scheduler::CollectorSpec;
 use warden_engine::store::StoreOptions;
-use warden_integrations::NotifiersConfig;
+use warden_integrations::action::BuiltActions;
+use warden_integrations::{ActionsConfig, NotifiersConfig};
 
 /// The config `warden run` uses without `--config`: this host, warden itself, the
 /// built-in host rule pack.
@@ -69,6 +71,10 @@ pub struct FileConfig {
     dependency: Vec<toml::Spanned<DependencyConfig>>,
     #[serde(default)]
     maintenance: Vec<toml::Spanned<MaintenanceConfig>>,
+    #[serde(default)]
+    action: ActionsConfig,
+    #[serde(default)]
+    remediation: RemediationConfig,
 }
 
 /// One error in a config file.
@@ -125,6 +131,10 @@ pub struct Config {
     pub auth: Arc<Auth>,
     /// HTTPS for the API, if configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Remediation actions with their guardrails.
+    pub actions: BuiltActions,
+    /// `[remediation]` (with `--dry-run` applied).
+    pub switches: Switches,
 }
 
 impl Config {
@@ -149,6 +159,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--log-format json`.
     pub json: bool,
+    /// `--dry-run`: every action only audits what it would run.
+    pub dry_run: bool,
 }
 
 /// Reads and validates `path`.
@@ -306,6 +318,18 @@ pub fn parse(
         }
     };
 
+    let actions = match raw.action.build() {
+        Ok(a) => a,
+        Err(ps) => {
+            ps.into_iter().for_each(&mut problem);
+            Vec::new()
+        }
+    };
+    let mut action_problems = Vec::new();
+    let mut switches = raw.remediation.check(&mut action_problems);
+    action_problems.into_iter().for_each(&mut problem);
+    switches.dry_run |= ov.dry_run;
+
     let mut rule_paths = Vec::new();
     for p in &raw.rules.paths {
         let resolved = base.join(p.get_ref());
@@ -346,6 +370,8 @@ pub fn parse(
             state_log,
             auth: Arc::new(auth),
             tls,
+            actions,
+            switches,
         }),
         _ => Err(errors),
     }

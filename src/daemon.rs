@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 use warden_engine::api::{self, ApiState};
 use warden_engine::model::now_ms;
 use warden_engine::notify::{NotifyHandle, deliver};
+use warden_engine::ports::SingleNode;
+use warden_engine::remediate::{Remediation, Setup, system_clock};
 use warden_engine::scheduler;
 use warden_engine::store::Store;
 use warden_engine::telemetry::{Loop, Telemetry};
@@ -41,6 +43,7 @@ fn load(args: &RunArgs) -> Result<Config, Vec<config::ConfigError>> {
         db: args.db.clone(),
         listen: args.listen.clone(),
         json: args.log_format == LogFormat::Json,
+        dry_run: args.dry_run,
     };
     match &args.config {
         Some(path) => config::load(path, &ov),
@@ -140,13 +143,34 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         events: events_tx.clone(),
         notify: Some(notify.clone()),
     };
+    // Actions get their own stop token: they stop after the rules, so an attempt
+    // in flight can still be recorded.
+    let remediation_stop = CancellationToken::new();
+    let remediation = Remediation::spawn(
+        Setup {
+            actions: std::mem::take(&mut cfg.actions),
+            switches: cfg.switches,
+        },
+        store.clone(),
+        telemetry.clone(),
+        events_tx.clone(),
+        Arc::new(SingleNode),
+        system_clock(),
+        &tracker,
+        remediation_stop.clone(),
+    )
+    .context("cannot load the remediation audit log")?;
+    if cfg.switches.dry_run {
+        tracing::warn!("dry run: remediation actions are audited, none runs");
+    }
+    let router = api::router(state).merge(api::actions::router(remediation.clone()));
     let api_stop = root.child_token();
     let api_task = tracker.spawn({
         let stop = api_stop.clone();
         let auth = cfg.auth.clone();
         let tls = cfg.tls.clone();
         async move {
-            let router = api::auth::protect(api::router(state), auth);
+            let router = api::auth::protect(router, auth);
             let shutdown = async move { stop.cancelled().await };
             let served = match tls {
                 Some(tls) => api::serve_tls(listener, tls, router, shutdown).await,
@@ -179,7 +203,8 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         cfg.state_log.clone(),
         alerts_tx,
         events_tx,
-    )?;
+    )?
+    .with_remediation(remediation.clone());
     let updates = store.subscribe();
     let rules_task = tracker.spawn(evaluator.run(updates, control_rx, rules_stop.clone()));
     let mut _watcher = watch_rules(&cfg.rule_paths, control_tx.clone(), root.child_token());
@@ -225,6 +250,7 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
                         delivery_stop = root.child_token();
                         delivery = TaskTracker::new();
                         deliver::spawn(&notify, &new.notifiers, new.notify.delivery.clone(), &telemetry, new.store.retention, &delivery, &delivery_stop);
+                        remediation.reconfigure(Setup { actions: std::mem::take(&mut new.actions), switches: new.switches }).await;
                         let _ = control_tx.send(Control::Reconfigure(sources(&new), new.state_log.clone())).await;
                         _watcher = watch_rules(&new.rule_paths, control_tx.clone(), root.child_token());
                         tracing::info!("config reloaded");
@@ -250,6 +276,11 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     }
     rules_stop.cancel();
     let _ = tokio::time::timeout(GRACE, rules_task).await;
+    // Running actions are told to stop (their process groups are killed); the
+    // runner records how they ended for a few seconds, the rest shows as
+    // interrupted at the next start.
+    remediation_stop.cancel();
+    drop(remediation);
     // Deliveries in flight finish (each is bounded by its timeout) within the grace
     // period; what is left stays in the outbox for the next start.
     delivery_stop.cancel();

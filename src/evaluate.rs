@@ -16,6 +16,7 @@ use warden_engine::lifecycle::{ActiveInstance, AlertBook, Applied, Change, RuleM
 use warden_engine::model::{Alert, AlertState, Labels, MetricName, Sample, Timestamp, now_ms};
 use warden_engine::notify::NotifyHandle;
 use warden_engine::ports::{NoMemo, Notification, NotifiedAlert, Notifier, NotifyReason};
+use warden_engine::remediate::{AlertSignal, Remediation};
 use warden_engine::store::{Batch, Store};
 use warden_engine::telemetry::{Loop, RuleLabels, Telemetry};
 use warden_rules::{Diagnostic, ReadCache, Rule, RuleEngine, RuleFile};
@@ -74,6 +75,7 @@ pub struct Evaluator {
     alerts_tx: watch::Sender<Arc<Vec<Alert>>>,
     events_tx: broadcast::Sender<ApiEvent>,
     next_internal: Instant,
+    remediation: Option<Remediation>,
 }
 
 pub use warden_rules::rule_files;
@@ -110,9 +112,56 @@ impl Evaluator {
             alerts_tx,
             events_tx,
             next_internal: Instant::now(),
+            remediation: None,
         };
         ev.reload();
         Ok(ev)
+    }
+
+    /// Sends alerts of rules with `remediate` to the remediation runner.
+    pub fn with_remediation(mut self, r: Remediation) -> Self {
+        self.remediation = Some(r);
+        self
+    }
+
+    /// The `remediate` list of each rule that has one.
+    fn remediating(&self) -> HashMap<&str, &Vec<String>> {
+        self.rules
+            .iter()
+            .filter(|s| !s.rule.remediate.is_empty())
+            .map(|s| (s.rule.name.as_str(), &s.rule.remediate))
+            .collect()
+    }
+
+    /// Tells the remediation runner every firing alert of a rule with `remediate`
+    /// (`full`: this is all of them), plus `changes`.
+    async fn tell_remediation(&self, alerts: &[Alert], changes: &[Change], full: bool) {
+        let Some(r) = &self.remediation else {
+            return;
+        };
+        let map = self.remediating();
+        let signal = |a: &Alert, firing: bool| {
+            map.get(a.name.as_str()).map(|rem| AlertSignal {
+                rule: a.name.clone(),
+                labels: a.labels.clone(),
+                fingerprint: a.fingerprint,
+                value: a.value,
+                firing,
+                remediate: (*rem).clone(),
+            })
+        };
+        let mut out: Vec<AlertSignal> = Vec::new();
+        for c in changes {
+            if c.to != Some(AlertState::Firing) {
+                out.extend(signal(&c.alert, false));
+            }
+        }
+        for a in alerts.iter().filter(|a| a.state == AlertState::Firing) {
+            out.extend(signal(a, true));
+        }
+        if !out.is_empty() || full {
+            r.alerts(out, full).await;
+        }
     }
 
     /// Compiles every source again, keeping the last good version of a file that
@@ -231,6 +280,7 @@ impl Evaluator {
             .collect::<Vec<_>>();
         let gone = self.book.retain_rules(&names, now_ms());
         self.finish_round(vec![gone], Vec::new()).await;
+        self.tell_remediation(&self.book.alerts(), &[], true).await;
         loop {
             let next = self
                 .rules
@@ -261,11 +311,15 @@ impl Evaluator {
                     }
                 }
                 c = control.recv() => match c {
-                    Some(Control::FilesChanged) => self.reload(),
+                    Some(Control::FilesChanged) => {
+                        self.reload();
+                        self.tell_remediation(&self.book.alerts(), &[], true).await;
+                    }
                     Some(Control::Reconfigure(sources, state_log)) => {
                         self.sources = sources;
                         self.state_log = state_log;
                         self.reload();
+                        self.tell_remediation(&self.book.alerts(), &[], true).await;
                     }
                     None => break,
                 },
@@ -435,6 +489,12 @@ impl Evaluator {
         let dirty = applied
             .iter()
             .any(|a| !a.active.is_empty() || !a.gone.is_empty() || !a.changes.is_empty());
+        let applied_firing: Vec<Alert> = applied
+            .iter()
+            .flat_map(|a| a.active.iter())
+            .filter(|(a, _, _)| a.state == AlertState::Firing)
+            .map(|(a, _, _)| a.clone())
+            .collect();
         let flaps = applied.iter().any(|a| self.notify.tracks(&a.rule));
         if dirty || flaps {
             // The alert state, the groups it joins and the outbox rows it causes
@@ -463,6 +523,10 @@ impl Evaluator {
                     })
                     .set(self.book.count(state) as i64);
             }
+        }
+        if self.remediation.is_some() {
+            let firing: Vec<Alert> = applied_firing;
+            self.tell_remediation(&firing, &changes, false).await;
         }
         for c in changes {
             let _ = self.events_tx.send(ApiEvent::Alert { change: c.clone() });

@@ -6,9 +6,11 @@
 //!   validated into typed values with every error at `file:line:col`.
 //! - `daemon`: wires store, collectors, rules, API and notifiers; reload and shutdown.
 //! - `evaluate`: drives rule evaluation and the alert lifecycle.
+//! - `actions`: `warden actions ...`, the remediation API from the command line.
 //! - `check`: `warden rules check` and `warden config check`.
 //! - `rules_test`: `warden rules test`.
 
+mod actions;
 mod check;
 mod cli;
 mod config;
@@ -36,5 +38,6 @@ fn main() -> ExitCode {
         cli::Command::Rules(cli::RulesCommand::Check(args)) => check::rules_check(&args),
         cli::Command::Rules(cli::RulesCommand::Test(args)) => rules_test::main(&args),
         cli::Command::Config(cli::ConfigCommand::Check(args)) => check::config_check(&args),
+        cli::Command::Actions(args) => actions::main(args),
     }
 }

@@ -38,6 +38,17 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra environment variables.
     pub fn start_with_env(dir: &Path, config: &Path, tag: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with_args(dir, config, tag, env, &[])
+    }
+
+    /// Like [`Daemon::start_with_env`], with extra `warden run` arguments.
+    pub fn start_with_args(
+        dir: &Path,
+        config: &Path,
+        tag: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
         let port = free_port();
         let stdout = dir.join(format!("{tag}.out"));
         let stderr = dir.join(format!("{tag}.err"));
@@ -45,6 +56,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .current_dir(dir)
             .env("WARDEN_LOG", "info")
             .envs(env.iter().copied())
@@ -68,6 +80,15 @@ impl Daemon {
     /// GET `path`; `(status, body)`.
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         http(self.port, "GET", path, None)
+    }
+
+    /// POST `body` to `path`; `(status, JSON body)`.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = http(self.port, "POST", path, Some(&body.to_string())).unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// GET `path` as JSON, asserting 200.

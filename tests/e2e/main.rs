@@ -11,3 +11,4 @@ mod harness;
 mod lifecycle;
 mod notifications;
 mod probes;
+mod remediation;

@@ -4,6 +4,8 @@
 //! - [`exec`]: a command as an argument vector.
 //! - [`restart`]: `systemctl restart UNIT`, or a stop/start command pair, then a
 //!   health check.
+//! - [`http`]: an API call with a templated JSON body.
+//! - [`scale`]: scale out/in through an `exec` or `http` action with `{{replicas}}`.
 //! - `process`: running commands safely (process groups, bounded output, label
 //!   checks), shared by `exec` and `restart`.
 //!
@@ -12,8 +14,10 @@
 //! …; see `warden_engine::remediate::config`).
 
 pub mod exec;
+pub mod http;
 pub mod process;
 pub mod restart;
+pub mod scale;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +38,12 @@ pub struct ActionsConfig {
     /// `[[action.restart]]`: service restarts with a health check.
     #[serde(default)]
     pub restart: Vec<Spanned<restart::RestartConfig>>,
+    /// `[[action.http]]`: API calls.
+    #[serde(default)]
+    pub http: Vec<Spanned<http::HttpConfig>>,
+    /// `[[action.scale]]`: scale-out/in.
+    #[serde(default)]
+    pub scale: Vec<Spanned<scale::ScaleConfig>>,
 }
 
 /// The built actions with their guardrails.
@@ -93,11 +103,31 @@ impl ActionsConfig {
             }
             out.push((a, guard));
         }
+        for e in &self.http {
+            let c = e.get_ref();
+            let named = check_name(&c.name, &mut seen, &mut problems);
+            let guard = c.guard_keys().check(&mut problems);
+            if let Some(a) = c.build(e.span(), &mut problems) {
+                let a: Arc<dyn Action> = Arc::new(a);
+                if named {
+                    runners.insert(c.name.get_ref().clone(), a.clone());
+                }
+                out.push((a, guard));
+            }
+        }
         for e in &self.restart {
             let c = e.get_ref();
             check_name(&c.name, &mut seen, &mut problems);
             let guard = c.guard_keys().check(&mut problems);
             if let Some(a) = c.build(e.span(), &mut problems) {
+                out.push((Arc::new(a), guard));
+            }
+        }
+        for e in &self.scale {
+            let c = e.get_ref();
+            check_name(&c.name, &mut seen, &mut problems);
+            let guard = c.guard_keys().check(&mut problems);
+            if let Some(a) = c.build(e.span(), &runners, &mut problems) {
                 out.push((Arc::new(a), guard));
             }
         }

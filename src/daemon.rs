@@ -22,6 +22,7 @@ use warden_engine::telemetry::{Loop, Telemetry};
 use crate::cli::{LogFormat, RunArgs};
 use crate::config::{self, Config, Overrides};
 use crate::evaluate::{Control, Evaluator, RuleSources, watch_rules};
+use crate::notes::RoutedNotes;
 
 /// How long shutdown may take before laggards are abandoned.
 const GRACE: Duration = Duration::from_secs(5);
@@ -150,6 +151,11 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
         Setup {
             actions: std::mem::take(&mut cfg.actions),
             switches: cfg.switches,
+            notes: Some(Arc::new(RoutedNotes::new(
+                notify.clone(),
+                cfg.notifiers.clone(),
+                tracker.clone(),
+            ))),
         },
         store.clone(),
         telemetry.clone(),
@@ -250,7 +256,8 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
                         delivery_stop = root.child_token();
                         delivery = TaskTracker::new();
                         deliver::spawn(&notify, &new.notifiers, new.notify.delivery.clone(), &telemetry, new.store.retention, &delivery, &delivery_stop);
-                        remediation.reconfigure(Setup { actions: std::mem::take(&mut new.actions), switches: new.switches }).await;
+                        let notes = RoutedNotes::new(notify.clone(), new.notifiers.clone(), tracker.clone());
+                        remediation.reconfigure(Setup { actions: std::mem::take(&mut new.actions), switches: new.switches, notes: Some(Arc::new(notes)) }).await;
                         let _ = control_tx.send(Control::Reconfigure(sources(&new), new.state_log.clone())).await;
                         _watcher = watch_rules(&new.rule_paths, control_tx.clone(), root.child_token());
                         tracing::info!("config reloaded");

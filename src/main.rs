@@ -5,6 +5,7 @@
 //! - `config`: the whole config file composed from the engine's and adapters' parts,
 //!   validated into typed values with every error at `file:line:col`.
 //! - `daemon`: wires store, collectors, rules, API and notifiers; reload and shutdown.
+//! - `notes`: remediation attempts told to the receivers their alert routes to.
 //! - `evaluate`: drives rule evaluation and the alert lifecycle.
 //! - `actions`: `warden actions ...`, the remediation API from the command line.
 //! - `check`: `warden rules check` and `warden config check`.
@@ -16,6 +17,7 @@ mod cli;
 mod config;
 mod daemon;
 mod evaluate;
+mod notes;
 mod rules_test;
 
 use std::process::ExitCode;

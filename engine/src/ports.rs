@@ -309,6 +309,48 @@ pub trait Notifier: Send + Sync {
     fn preview(&self, n: &Notification) -> String {
         format!("{n:#?}")
     }
+
+    /// Records a remediation attempt with this receiver (a PagerDuty change event,
+    /// a Slack note). `Ok(false)`: this kind has no such record (the default).
+    fn action_note<'a>(
+        &'a self,
+        _note: &'a ActionNote,
+    ) -> BoxFuture<'a, Result<bool, NotifyError>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// One remediation attempt as receivers hear of it: when it waits for approval
+/// and when it ends.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActionNote {
+    /// The attempt's id in the audit log.
+    pub id: i64,
+    /// The action's name.
+    pub action: String,
+    /// Its kind.
+    pub kind: String,
+    /// The attempt's state (`pending_approval`, `succeeded`, `failed`, …).
+    pub state: String,
+    /// The rule whose alert asked (`""` for a manual run).
+    pub rule: String,
+    /// The alert's labels (routes match on these).
+    pub labels: Labels,
+    /// One line for people: `restart-web on instance=web-2: succeeded (exit 0)`.
+    pub summary: String,
+    /// Why it was refused, failed, denied or expired.
+    pub reason: Option<String>,
+    /// Who approved, denied or asked.
+    pub by: Option<String>,
+    /// When (unix ms).
+    pub at: Timestamp,
+}
+
+/// Where the runner sends [`ActionNote`]s; the binary routes them to receivers
+/// like the alert that caused the attempt. Must not block.
+pub trait ActionNotes: Send + Sync {
+    /// Tells the receivers routed for `note.labels`.
+    fn tell(&self, note: ActionNote);
 }
 
 /// Why an action could not run.

@@ -206,6 +206,67 @@ pub async fn pagerduty_on(port: u16) -> Emulator {
     start("/v2/enqueue", validate_pagerduty, port).await
 }
 
+/// The PagerDuty Change Events API (`POST /v2/change/enqueue`), validating as the
+/// real one: `routing_key` required; `payload` with `summary` (at most 1024
+/// characters) and `source`; `timestamp` ISO 8601 when given; `custom_details` an
+/// object; `links` objects with `href`. Valid → 202.
+pub async fn pagerduty_changes() -> Emulator {
+    start("/v2/change/enqueue", validate_pagerduty_change, 0).await
+}
+
+fn validate_pagerduty_change(v: &Value) -> Result<Value, (u16, String)> {
+    if v.get("routing_key")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(pd_invalid("'routing_key' is missing or blank"));
+    }
+    if v.get("event_action").is_some() {
+        return Err(pd_invalid("change events have no 'event_action'"));
+    }
+    let p = v
+        .get("payload")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| pd_invalid("'payload' is missing"))?;
+    let summary = p
+        .get("summary")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .ok_or_else(|| pd_invalid("'payload.summary' is missing"))?;
+    if summary.chars().count() > 1024 {
+        return Err(pd_invalid(
+            "'payload.summary' is longer than 1024 characters",
+        ));
+    }
+    if p.get("source")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(pd_invalid("'payload.source' is missing"));
+    }
+    if let Some(t) = p.get("timestamp") {
+        let ok = t
+            .as_str()
+            .is_some_and(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).is_ok());
+        if !ok {
+            return Err(pd_invalid("'payload.timestamp' is not ISO 8601"));
+        }
+    }
+    if p.get("custom_details").is_some_and(|c| !c.is_object()) {
+        return Err(pd_invalid("'payload.custom_details' must be an object"));
+    }
+    if let Some(links) = v.get("links") {
+        let ok = links.as_array().is_some_and(|l| {
+            l.iter()
+                .all(|x| x.get("href").and_then(Value::as_str).is_some())
+        });
+        if !ok {
+            return Err(pd_invalid("'links' must be objects with 'href'"));
+        }
+    }
+    Ok(json!({"__status": 202, "status": "success", "message": "Change event processed"}))
+}
+
 fn pd_invalid(msg: &str) -> (u16, String) {
     (
         400,

@@ -16,7 +16,8 @@ use super::guard::{CaseKey, Hold, Ledger, limit_of};
 use crate::api::ApiEvent;
 use crate::model::{Fingerprint, Labels, MetricName, Sample, Selector, Timestamp, now_ms};
 use crate::ports::{
-    Action, ActionContext, ActionError, ActionOutcome, ActionRequest, Leadership, SeriesQuery,
+    Action, ActionContext, ActionError, ActionNote, ActionNotes, ActionOutcome, ActionRequest,
+    Leadership, SeriesQuery,
 };
 use crate::store::{Batch, Store, StoreError};
 use crate::telemetry::{ActionLabels, Telemetry};
@@ -44,6 +45,8 @@ pub struct Setup {
     pub actions: Vec<(Arc<dyn Action>, Guardrails)>,
     /// `[remediation]` (and `--dry-run`).
     pub switches: Switches,
+    /// Where attempts are told (PagerDuty change events, Slack notes).
+    pub notes: Option<Arc<dyn ActionNotes>>,
 }
 
 /// One alert as the runner hears of it.
@@ -259,6 +262,7 @@ struct Runner {
     /// Flags last written: (metric, labels) → value.
     flags: HashMap<(&'static str, Labels), f64>,
     synced: bool,
+    notes: Option<Arc<dyn ActionNotes>>,
 }
 
 /// Truncates `s` to at most `max` bytes on a character boundary, marking the cut.
@@ -338,6 +342,7 @@ impl Remediation {
             cancel: cancel.clone(),
             flags: HashMap::new(),
             synced: false,
+            notes: setup.notes.clone(),
         };
         if let Some(sw) = stored {
             runner.paused = sw.paused;
@@ -662,6 +667,7 @@ impl Runner {
             }
             Msg::Reconfigure(setup) => {
                 self.switches = setup.switches;
+                self.notes = setup.notes;
                 self.set_actions(setup.actions);
                 let gone: Vec<CaseKey> = self
                     .cases
@@ -811,6 +817,7 @@ impl Runner {
             Ok(e) => {
                 if let Some(st) = state {
                     state_counter(&self.telemetry, &e.action, st);
+                    self.note(&e);
                 }
                 let _ = self.events.send(ApiEvent::Action {
                     entry: Box::new(e.clone()),
@@ -829,6 +836,7 @@ impl Runner {
         match self.store.write(move |tx| audit::insert(tx, &a)).await {
             Ok(e) => {
                 state_counter(&self.telemetry, &e.action, state);
+                self.note(&e);
                 let _ = self.events.send(ApiEvent::Action {
                     entry: Box::new(e.clone()),
                 });
@@ -841,6 +849,56 @@ impl Runner {
                 )))
             }
         }
+    }
+
+    /// Tells receivers of an attempt that waits for approval or has ended.
+    fn note(&self, e: &AuditEntry) {
+        let Some(notes) = &self.notes else {
+            return;
+        };
+        let told = matches!(
+            e.state,
+            AttemptState::PendingApproval
+                | AttemptState::Succeeded
+                | AttemptState::Failed
+                | AttemptState::DryRun
+                | AttemptState::Refused
+                | AttemptState::Denied
+                | AttemptState::Expired
+        );
+        if !told {
+            return;
+        }
+        let target = if e.target.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", e.target)
+        };
+        let status = e
+            .exit_status
+            .map(|s| format!(" (status {s})"))
+            .unwrap_or_default();
+        notes.tell(ActionNote {
+            id: e.id,
+            action: e.action.clone(),
+            kind: e.kind.clone(),
+            state: e.state.as_str().to_string(),
+            rule: e.rule.clone(),
+            labels: e.labels.clone(),
+            summary: format!(
+                "warden {} {}{target}: {}{status}",
+                e.kind,
+                e.action,
+                e.state.as_str().replace('_', " ")
+            ),
+            reason: e.reason.clone(),
+            by: e
+                .denied_by
+                .clone()
+                .or_else(|| e.approved_by.clone())
+                .or_else(|| e.requested_by.clone()),
+            at: e.ended_at.unwrap_or(e.created_at),
+        });
     }
 
     fn new_row(&self, case: &Case, state: AttemptState) -> NewAttempt {

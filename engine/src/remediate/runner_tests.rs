@@ -78,7 +78,18 @@ impl Action for Scripted {
     }
 }
 
+/// Records the notes the runner tells.
+#[derive(Default)]
+struct Told(Mutex<Vec<ActionNote>>);
+
+impl ActionNotes for Told {
+    fn tell(&self, note: ActionNote) {
+        self.0.lock().unwrap().push(note);
+    }
+}
+
 struct Rig {
+    notes: Arc<Told>,
     handle: Remediation,
     store: Store,
     clock: Arc<AtomicI64>,
@@ -106,8 +117,13 @@ impl Rig {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let (events, _) = broadcast::channel(64);
+        let notes = Arc::new(Told::default());
         let handle = Remediation::spawn(
-            Setup { actions, switches },
+            Setup {
+                actions,
+                switches,
+                notes: Some(notes.clone()),
+            },
             store.clone(),
             Telemetry::default(),
             events,
@@ -118,6 +134,7 @@ impl Rig {
         )
         .unwrap();
         Rig {
+            notes,
             handle,
             store,
             clock,
@@ -251,6 +268,14 @@ async fn a_firing_alert_runs_the_action_and_its_resolution_verifies_it() {
     assert!(r.started_at.is_some() && r.ended_at.is_some());
     assert!(r.fingerprint.is_some());
     assert_eq!(a.real_runs().len(), 1);
+    let told = rig.notes.0.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "running is not told, the end is: {told:#?}");
+    assert_eq!(told[0].state, "succeeded");
+    assert_eq!(
+        told[0].summary,
+        "warden exec restart on {instance=\"web-1\"}: succeeded (status 0)"
+    );
+    assert_eq!(told[0].labels.get("service"), Some("web"));
 
     rig.fire("web-1", false).await;
     rig.until("verified", |r| r[0].verified == Some(true)).await;

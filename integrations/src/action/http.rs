@@ -55,10 +55,11 @@ warden_engine::action_config! {
         /// Extra headers; values may hold placeholders.
         #[serde(default)]
         pub headers: Option<Spanned<BTreeMap<String, Template>>>,
-        /// An environment variable holding a bearer token (`Authorization: Bearer …`).
+        /// An environment variable holding a bearer token (`Authorization: Bearer …`),
+        /// read at each call.
         #[serde(default)]
         pub bearer_token_env: Option<Spanned<String>>,
-        /// A file holding a bearer token, read at start.
+        /// A file holding a bearer token, read at each call.
         #[serde(default)]
         pub bearer_token_file: Option<Spanned<PathBuf>>,
         /// The body: a table or array sent as JSON (string values templated), or
@@ -87,6 +88,34 @@ enum Body {
     Text(Template),
 }
 
+/// Where the bearer token comes from. It is read at each call, so a rotated
+/// token (Kubernetes projected service account tokens are) is picked up.
+#[derive(Debug, Clone)]
+enum Token {
+    Env(String),
+    File(PathBuf),
+}
+
+impl Token {
+    fn read(&self) -> Result<String, ActionError> {
+        let t = match self {
+            Token::Env(v) => std::env::var(v).map_err(|_| {
+                ActionError::Failed(format!(
+                    "environment variable '{v}' (bearer_token_env) is not set"
+                ))
+            })?,
+            Token::File(p) => std::fs::read_to_string(p).map_err(|e| {
+                ActionError::Failed(format!("cannot read the token file '{}': {e}", p.display()))
+            })?,
+        };
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(ActionError::Failed("the bearer token is empty".into()));
+        }
+        Ok(t)
+    }
+}
+
 /// The http action.
 #[derive(Debug, Clone)]
 pub struct HttpAction {
@@ -94,7 +123,7 @@ pub struct HttpAction {
     method: Method,
     url: Template,
     headers: BTreeMap<String, Template>,
-    token: Option<String>,
+    token: Option<Token>,
     body: Option<Body>,
     content_type: String,
     expected: Vec<u16>,
@@ -229,33 +258,12 @@ impl HttpConfig {
                 ));
                 None
             }
-            (Some(e), None) => match std::env::var(e.get_ref()) {
-                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-                _ => {
-                    problems.push(Problem::at(
-                        e.span(),
-                        format!("environment variable '{}' is not set or empty", e.get_ref()),
-                    ));
-                    None
-                }
-            },
-            (None, Some(f)) => match std::fs::read_to_string(f.get_ref()) {
-                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-                Ok(_) => {
-                    problems.push(Problem::at(
-                        f.span(),
-                        format!("token file '{}' is empty", f.get_ref().display()),
-                    ));
-                    None
-                }
-                Err(e) => {
-                    problems.push(Problem::at(
-                        f.span(),
-                        format!("cannot read token file '{}': {e}", f.get_ref().display()),
-                    ));
-                    None
-                }
-            },
+            (Some(e), None) if e.get_ref().trim().is_empty() => {
+                problems.push(Problem::at(e.span(), "'bearer_token_env' is empty"));
+                None
+            }
+            (Some(e), None) => Some(Token::Env(e.get_ref().clone())),
+            (None, Some(f)) => Some(Token::File(f.get_ref().clone())),
             (None, None) => None,
         };
         let body = self.body.as_ref().map(|b| match b.get_ref() {
@@ -300,6 +308,9 @@ impl HttpConfig {
         if problems.len() > before {
             return None;
         }
+        // reqwest is built without a crypto provider; the binary installs ring
+        // first thing, and this makes library users and tests work the same way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = match reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -437,7 +448,7 @@ impl Action for HttpAction {
                 rb = rb.header(k, v);
             }
             if let Some(t) = &self.token {
-                rb = rb.bearer_auth(t);
+                rb = rb.bearer_auth(t.read()?);
             }
             if let Some(b) = r.body {
                 rb = rb

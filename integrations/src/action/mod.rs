@@ -19,6 +19,9 @@ pub mod process;
 pub mod restart;
 pub mod scale;
 
+#[cfg(test)]
+mod k8s_tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

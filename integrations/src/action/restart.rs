@@ -256,6 +256,9 @@ impl RestartConfig {
         if problems.len() > before {
             return None;
         }
+        // reqwest is built without a crypto provider; the binary installs ring
+        // first thing, and this makes library users and tests work the same way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = match reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .no_proxy()

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use warden_engine::model::{AlertState, Severity};
 use warden_engine::ports::{
-    BoxFuture, DeliveryMemo, Notification, NotifiedAlert, Notifier, NotifyError, NotifyReason,
+    ActionNote, BoxFuture, DeliveryMemo, Notification, NotifiedAlert, Notifier, NotifyError,
+    NotifyReason,
 };
 
 use super::console::rfc3339;
@@ -61,6 +62,10 @@ pub struct PagerDutyConfig {
     /// `client_url` (a link back to warden). Default none.
     #[serde(default)]
     pub client_url: Option<String>,
+    /// The Change Events URL, for remediation attempts. Default: `url` with
+    /// `/v2/enqueue` replaced by `/v2/change/enqueue`.
+    #[serde(default)]
+    pub change_url: Option<String>,
 }
 
 fn default_url() -> String {
@@ -223,11 +228,65 @@ impl PagerDutyNotifier {
         ev
     }
 
+    /// Where change events go.
+    pub fn change_url(&self) -> String {
+        match &self.cfg.change_url {
+            Some(u) => u.clone(),
+            None => match self.cfg.url.strip_suffix("/v2/enqueue") {
+                Some(base) => format!("{base}/v2/change/enqueue"),
+                None => "https://events.pagerduty.com/v2/change/enqueue".into(),
+            },
+        }
+    }
+
+    /// The change event recording a remediation attempt.
+    pub fn change_event(&self, note: &ActionNote) -> Value {
+        let source = note
+            .labels
+            .get(&self.cfg.source_label)
+            .unwrap_or("warden")
+            .to_string();
+        let mut details = json!({
+            "attempt": note.id,
+            "action": note.action,
+            "kind": note.kind,
+            "state": note.state,
+            "labels": note.labels,
+        });
+        if !note.rule.is_empty() {
+            details["rule"] = json!(note.rule);
+        }
+        if let Some(r) = &note.reason {
+            details["reason"] = json!(r);
+        }
+        if let Some(b) = &note.by {
+            details["by"] = json!(b);
+        }
+        let summary: String = note.summary.chars().take(MAX_SUMMARY).collect();
+        let mut ev = json!({
+            "routing_key": self.key.expose(),
+            "payload": {
+                "summary": summary,
+                "timestamp": rfc3339(note.at),
+                "source": source,
+                "custom_details": details,
+            },
+        });
+        if let Some(u) = &self.cfg.client_url {
+            ev["links"] = json!([{ "href": u, "text": "warden" }]);
+        }
+        ev
+    }
+
     async fn send(&self, ev: &Value) -> Result<(), NotifyError> {
+        self.send_to(&self.cfg.url, ev).await
+    }
+
+    async fn send_to(&self, url: &str, ev: &Value) -> Result<(), NotifyError> {
         let scrub = |s: &str| self.key.scrub(s);
         let resp = self
             .client
-            .post(&self.cfg.url)
+            .post(url)
             .json(ev)
             .send()
             .await
@@ -290,6 +349,14 @@ impl Notifier for PagerDutyNotifier {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn action_note<'a>(&'a self, note: &'a ActionNote) -> BoxFuture<'a, Result<bool, NotifyError>> {
+        Box::pin(async move {
+            let ev = self.change_event(note);
+            self.send_to(&self.change_url(), &ev).await?;
+            Ok(true)
         })
     }
 
@@ -501,6 +568,40 @@ mod tests {
                 vec![(alert("A", "1"), AlertState::Firing, false)]
             ))
             .contains("\"***\"")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remediation_attempt_is_a_change_event() {
+        let pd = testing::pagerduty_changes().await;
+        let n = notifier(&pd.url(), "CHANGEKEY1");
+        assert_eq!(n.change_url(), format!("{}/v2/change/enqueue", pd.url()));
+        let note = ActionNote {
+            id: 7,
+            action: "restart-web".into(),
+            kind: "restart".into(),
+            state: "succeeded".into(),
+            rule: "WebDown".into(),
+            labels: warden_engine::model::Labels::new([("instance", "web-2"), ("service", "web")])
+                .unwrap(),
+            summary: "warden restart restart-web on {instance=\"web-2\"}: succeeded (status 0)"
+                .into(),
+            reason: None,
+            by: None,
+            at: 1_700_000_000_000,
+        };
+        assert!(n.action_note(&note).await.unwrap(), "sent");
+        let got = pd.accepted();
+        assert_eq!(got.len(), 1, "{:?}", pd.rejected());
+        assert_eq!(got[0]["routing_key"], "CHANGEKEY1");
+        assert_eq!(got[0]["payload"]["source"], "web-2");
+        assert_eq!(got[0]["payload"]["custom_details"]["state"], "succeeded");
+        assert_eq!(got[0]["payload"]["custom_details"]["rule"], "WebDown");
+        assert!(
+            got[0]["payload"]["timestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("2023-11-14T")
         );
     }
 }

@@ -346,3 +346,388 @@ fn validate_webhook(v: &Value) -> Result<Value, (u16, String)> {
     }
     Ok(json!({"__status": 200, "__body": "ok"}))
 }
+
+/// What the Slack emulator holds.
+#[derive(Default, Debug, Clone)]
+pub struct SlackState {
+    /// Incoming-webhook posts accepted.
+    pub webhook_posts: Vec<Value>,
+    /// Messages by ts (latest content after updates).
+    pub messages: std::collections::BTreeMap<String, Value>,
+    /// Thread replies: (thread_ts, message).
+    pub replies: Vec<(String, Value)>,
+    /// chat.postMessage calls accepted (top-level, not replies).
+    pub posts: usize,
+    /// chat.update calls accepted.
+    pub updates: usize,
+    /// Refusals: (status, error).
+    pub rejected: Vec<(u16, String)>,
+    faults: VecDeque<Fault>,
+    next_ts: u64,
+}
+
+/// The Slack emulator: incoming webhooks at `/services/…` and the Web API at
+/// `/api/chat.postMessage` and `/api/chat.update`, validating as Slack does.
+pub struct SlackEmulator {
+    /// Its address.
+    pub addr: SocketAddr,
+    state: Arc<Mutex<SlackState>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for SlackEmulator {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl SlackEmulator {
+    /// A copy of its state.
+    pub fn state(&self) -> SlackState {
+        self.state.lock().unwrap().clone()
+    }
+
+    /// Answers the next `n` requests with `fault`.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut s = self.state.lock().unwrap();
+        for _ in 0..n {
+            s.faults.push_back(fault.clone());
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Starts the Slack emulator.
+pub async fn slack() -> SlackEmulator {
+    let state: Arc<Mutex<SlackState>> = Arc::default();
+    let app = Router::new()
+        .route("/services/{*path}", post(slack_webhook))
+        .route("/api/{method}", post(slack_api))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    SlackEmulator {
+        addr,
+        state,
+        stop: Some(tx),
+    }
+}
+
+fn slack_fault(state: &Mutex<SlackState>) -> Option<Response> {
+    let f = state.lock().unwrap().faults.pop_front()?;
+    Some(match f {
+        Fault::RateLimited(secs) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            "ratelimited",
+        )
+            .into_response(),
+        Fault::ServerError(code) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "internal_error",
+        )
+            .into_response(),
+        Fault::Hang => StatusCode::GATEWAY_TIMEOUT.into_response(),
+    })
+}
+
+/// Slack's checks of message content: some text, and sections within limits.
+fn slack_content_error(v: &Value) -> Option<&'static str> {
+    let has = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    };
+    if !has("text") && !has("blocks") && !has("attachments") {
+        return Some("no_text");
+    }
+    let mut blocks: Vec<&Value> = v
+        .get("blocks")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    for att in v
+        .get("attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        blocks.extend(
+            att.get("blocks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    }
+    if blocks.len() > 50 {
+        return Some("invalid_blocks");
+    }
+    for b in blocks {
+        let t = b.get("type").and_then(Value::as_str).unwrap_or("");
+        if ![
+            "section",
+            "context",
+            "header",
+            "divider",
+            "actions",
+            "image",
+            "rich_text",
+        ]
+        .contains(&t)
+        {
+            return Some("invalid_blocks");
+        }
+        if t == "section"
+            && b.pointer("/text/text")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.chars().count() > 3000)
+        {
+            return Some("invalid_blocks");
+        }
+    }
+    if v.get("text")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.chars().count() > 40_000)
+    {
+        return Some("msg_too_long");
+    }
+    None
+}
+
+async fn slack_webhook(
+    State(state): State<Arc<Mutex<SlackState>>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = slack_fault(&state) {
+        return r;
+    }
+    let mut s = state.lock().unwrap();
+    if path.ends_with("/gone") {
+        s.rejected.push((404, "channel_not_found".into()));
+        return (StatusCode::NOT_FOUND, "channel_not_found").into_response();
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        s.rejected.push((400, "invalid_payload".into()));
+        return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
+    };
+    if let Some(e) = slack_content_error(&v) {
+        s.rejected.push((400, e.into()));
+        return (StatusCode::BAD_REQUEST, e).into_response();
+    }
+    s.webhook_posts.push(v);
+    (StatusCode::OK, "ok").into_response()
+}
+
+async fn slack_api(
+    State(state): State<Arc<Mutex<SlackState>>>,
+    axum::extract::Path(method): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = slack_fault(&state) {
+        return r;
+    }
+    let mut s = state.lock().unwrap();
+    let fail = |s: &mut SlackState, e: &str| {
+        s.rejected.push((200, e.to_string()));
+        axum::Json(json!({"ok": false, "error": e})).into_response()
+    };
+    match headers.get("authorization").and_then(|h| h.to_str().ok()) {
+        None => return fail(&mut s, "not_authed"),
+        Some(h) if !h.starts_with("Bearer xoxb-") => return fail(&mut s, "invalid_auth"),
+        _ => {}
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return fail(&mut s, "invalid_json");
+    };
+    let channel = v.get("channel").and_then(Value::as_str).unwrap_or("");
+    if channel.is_empty() || channel == "#gone" {
+        return fail(&mut s, "channel_not_found");
+    }
+    if let Some(e) = slack_content_error(&v) {
+        return fail(&mut s, e);
+    }
+    match method.as_str() {
+        "chat.postMessage" => {
+            s.next_ts += 1;
+            let ts = format!("1700000000.{:06}", s.next_ts);
+            match v.get("thread_ts").and_then(Value::as_str) {
+                Some(parent) => {
+                    if !s.messages.contains_key(parent) {
+                        return fail(&mut s, "thread_not_found");
+                    }
+                    s.replies.push((parent.to_string(), v.clone()));
+                }
+                None => {
+                    s.posts += 1;
+                    s.messages.insert(ts.clone(), v.clone());
+                }
+            }
+            axum::Json(json!({"ok": true, "channel": "C0WARDEN", "ts": ts, "message": v}))
+                .into_response()
+        }
+        "chat.update" => {
+            let ts = v
+                .get("ts")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if channel != "C0WARDEN" || !s.messages.contains_key(&ts) {
+                return fail(&mut s, "message_not_found");
+            }
+            s.updates += 1;
+            s.messages.insert(ts.clone(), v.clone());
+            axum::Json(json!({"ok": true, "channel": channel, "ts": ts})).into_response()
+        }
+        _ => fail(&mut s, "unknown_method"),
+    }
+}
+
+/// How the test SMTP server talks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpMode {
+    /// Plain SMTP, no AUTH.
+    Plain,
+    /// STARTTLS required, AUTH (user `warden`, password `s3cret`) required.
+    StartTls,
+    /// Implicit TLS, AUTH required.
+    Implicit,
+}
+
+/// A real SMTP server on loopback: Python's aiosmtpd (Debian `python3-aiosmtpd`),
+/// saving each mail it accepts as a file. Killed when dropped.
+pub struct SmtpServer {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+const SMTP_SERVER: &str = r#"
+import os, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+mode, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+class Save:
+    async def handle_DATA(self, server, session, envelope):
+        n = len([f for f in os.listdir(out) if f.endswith(".eml")])
+        tmp = os.path.join(out, "%04d.tmp" % n)
+        with open(tmp, "wb") as f:
+            f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(envelope.original_content or envelope.content)
+        os.rename(tmp, os.path.join(out, "%04d.eml" % n))
+        return "250 OK"
+
+def auth(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"warden" and data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False)
+
+kw = dict(hostname="127.0.0.1", port=port)
+if mode != "plain":
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(os.path.join(out, "cert.pem"), os.path.join(out, "key.pem"))
+    kw.update(authenticator=auth, auth_required=True)
+    if mode == "starttls":
+        kw.update(tls_context=ctx, require_starttls=True)
+    else:
+        kw.update(ssl_context=ctx, auth_require_tls=False)
+c = Controller(Save(), **kw)
+c.start()
+print("ready", flush=True)
+try:
+    while True:
+        time.sleep(3600)
+finally:
+    c.stop()
+"#;
+
+impl SmtpServer {
+    /// Starts a server in `mode` on a free port and waits until it accepts.
+    pub fn start(mode: SmtpMode) -> SmtpServer {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        let script = dir.path().join("smtp_server.py");
+        std::fs::write(&script, SMTP_SERVER).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mode_arg = match mode {
+            SmtpMode::Plain => "plain",
+            SmtpMode::StartTls => "starttls",
+            SmtpMode::Implicit => "implicit",
+        };
+        // Debian's interpreter, where python3-aiosmtpd installs.
+        let python = if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        let mut child = std::process::Command::new(python)
+            .arg(&script)
+            .arg(mode_arg)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start python3 (install python3-aiosmtpd: scripts/test does)");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP server did not start (is python3-aiosmtpd installed?)"
+        );
+        SmtpServer { port, dir, child }
+    }
+
+    /// Every mail accepted so far, raw, in order.
+    pub fn mails(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

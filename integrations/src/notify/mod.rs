@@ -1,14 +1,18 @@
 //! Notifiers: one file per kind; [`NotifiersConfig`] picks them from the config.
 //!
 //! - `console`: lines on standard output.
+//! - `email`: one mail per notification over SMTP (plain, STARTTLS, implicit TLS).
 //! - `pagerduty`: Events API v2.
+//! - `slack`: incoming webhooks or the Web API, Block Kit, updates on resolve/ack.
 //! - `webhook`: the Alertmanager webhook payload, optionally signed.
 //! - `http`, `secret`, `template`: what the notifiers share.
 
 pub mod console;
+pub mod email;
 pub mod http;
 pub mod pagerduty;
 pub mod secret;
+pub mod slack;
 pub mod template;
 #[cfg(test)]
 mod test_support;
@@ -28,9 +32,15 @@ pub struct NotifiersConfig {
     /// `[[notifier.console]]`: lines on standard output.
     #[serde(default)]
     pub console: Vec<Spanned<console::ConsoleConfig>>,
+    /// `[[notifier.email]]`: mail over SMTP.
+    #[serde(default)]
+    pub email: Vec<Spanned<email::EmailConfig>>,
     /// `[[notifier.pagerduty]]`: PagerDuty Events API v2.
     #[serde(default)]
     pub pagerduty: Vec<Spanned<pagerduty::PagerDutyConfig>>,
+    /// `[[notifier.slack]]`: Slack incoming webhooks or the Web API.
+    #[serde(default)]
+    pub slack: Vec<Spanned<slack::SlackConfig>>,
     /// `[[notifier.webhook]]`: Alertmanager-compatible webhooks.
     #[serde(default)]
     pub webhook: Vec<Spanned<webhook::WebhookConfig>>,
@@ -39,7 +49,11 @@ pub struct NotifiersConfig {
 impl NotifiersConfig {
     /// True when no notifier is configured.
     pub fn is_empty(&self) -> bool {
-        self.console.is_empty() && self.pagerduty.is_empty() && self.webhook.is_empty()
+        self.console.is_empty()
+            && self.pagerduty.is_empty()
+            && self.webhook.is_empty()
+            && self.slack.is_empty()
+            && self.email.is_empty()
     }
 
     /// Builds every configured notifier; `json` selects JSON lines for the console.
@@ -84,6 +98,28 @@ impl NotifiersConfig {
                 c.get_ref().name.clone(),
                 c.span(),
                 "pagerduty",
+                built,
+                &mut problems,
+            );
+        }
+        for c in &self.email {
+            let built =
+                email::EmailNotifier::new(c.get_ref()).map(|n| Arc::new(n) as Arc<dyn Notifier>);
+            add(
+                c.get_ref().name.clone(),
+                c.span(),
+                "email",
+                built,
+                &mut problems,
+            );
+        }
+        for c in &self.slack {
+            let built =
+                slack::SlackNotifier::new(c.get_ref()).map(|n| Arc::new(n) as Arc<dyn Notifier>);
+            add(
+                c.get_ref().name.clone(),
+                c.span(),
+                "slack",
                 built,
                 &mut problems,
             );

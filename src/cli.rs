@@ -28,6 +28,138 @@ pub enum Command {
     /// runs and the kill switch.
     #[command(alias = "action")]
     Actions(ActionsArgs),
+    /// Silences on a running daemon.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Acknowledge a firing alert on a running daemon.
+    Ack(AckArgs),
+    /// Remove an acknowledgement.
+    Unack(UnackArgs),
+    /// Routing: which receivers a label set reaches.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+    /// Notifiers: send a test notification, or preview what one would send.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+/// Where the daemon is.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The daemon's API.
+    #[arg(long, env = "WARDEN_URL", default_value = "http://127.0.0.1:9470")]
+    pub url: String,
+    /// An API token (sent as `Authorization: Bearer`).
+    #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `warden silence ...`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence alerts matching every MATCHER (`name=value`, `name!=value`,
+    /// `name=~regex`, `name!~regex`).
+    Add {
+        /// Matchers.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. `2h`.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// The daemon.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List silences (active and pending; `--all` adds expired ones).
+    List {
+        /// Include expired silences.
+        #[arg(long)]
+        all: bool,
+        /// The daemon.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Expire a silence now.
+    Expire {
+        /// The silence id.
+        id: String,
+        /// The daemon.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// `warden ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// The alert's fingerprint (from `/api/v1/alerts` or the dashboard).
+    pub fingerprint: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// What is being done.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// Let the acknowledgement lapse after this long, e.g. `2h`.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// The daemon.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `warden unack`.
+#[derive(Debug, Args)]
+pub struct UnackArgs {
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// The daemon.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `warden routes ...`.
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Print the receivers (and routes) a label set reaches.
+    Test {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Labels, `name=value`.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
+}
+
+/// `warden notify ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notification (a firing sample alert, then its resolve) to RECEIVER.
+    Test {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The receiver's name.
+        receiver: String,
+    },
+    /// Print what RECEIVER would be sent for a sample alert, without sending.
+    Preview {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The receiver's name.
+        receiver: String,
+    },
 }
 
 /// `warden actions ...`: where the daemon is, and what to do.

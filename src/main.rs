@@ -8,6 +8,7 @@
 //! - `notes`: remediation attempts told to the receivers their alert routes to.
 //! - `evaluate`: drives rule evaluation and the alert lifecycle.
 //! - `actions`: `warden actions ...`, the remediation API from the command line.
+//! - `notify_cli`: `warden silence|ack|unack|routes|notify ...`.
 //! - `check`: `warden rules check` and `warden config check`.
 //! - `rules_test`: `warden rules test`.
 
@@ -18,6 +19,7 @@ mod config;
 mod daemon;
 mod evaluate;
 mod notes;
+mod notify_cli;
 mod rules_test;
 
 use std::process::ExitCode;
@@ -41,5 +43,10 @@ fn main() -> ExitCode {
         cli::Command::Rules(cli::RulesCommand::Test(args)) => rules_test::main(&args),
         cli::Command::Config(cli::ConfigCommand::Check(args)) => check::config_check(&args),
         cli::Command::Actions(args) => actions::main(args),
+        cli::Command::Silence(c) => notify_cli::silence(c),
+        cli::Command::Ack(a) => notify_cli::ack(a),
+        cli::Command::Unack(a) => notify_cli::unack(a),
+        cli::Command::Routes(c) => notify_cli::routes(c),
+        cli::Command::Notify(c) => notify_cli::notify(c),
     }
 }

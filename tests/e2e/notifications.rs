@@ -294,3 +294,149 @@ fn silences_over_the_api() {
     );
     assert!(d.terminate().success());
 }
+
+fn warden(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::harness::warden_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn the_command_line_tests_routes_sends_tests_silences_and_acks() {
+    let rt = runtime();
+    let pd = rt.block_on(testing::pagerduty());
+    let dir = tempfile::tempdir().unwrap();
+    let receivers = format!(
+        "[[notifier.pagerduty]]\nname = \"pd\"\nrouting_key = \"k\"\nurl = \"{}/v2/enqueue\"\n\
+         [[notifier.console]]\nname = \"console\"\n\
+         [[route]]\nmatch = {{ severity = \"critical\" }}\nreceivers = [\"pd\"]\ncontinue = true\n\
+         [[route]]\nmatchers = ['team=~\"db|ops\"']\nreceivers = [\"console\"]\n",
+        pd.url()
+    );
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &config(&receivers, "receivers = [\"console\"]"),
+    );
+    write(dir.path(), "rules/r.rhai", &rule("0"));
+    let c = cfg.to_str().unwrap();
+    let (code, out, err) = warden(
+        &[
+            "routes",
+            "test",
+            "--config",
+            c,
+            "severity=critical",
+            "team=db",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["pd", "console"],
+        "{err}"
+    );
+    let (_, out, _) = warden(
+        &["routes", "test", "--config", c, "severity=info"],
+        dir.path(),
+    );
+    assert_eq!(out.trim(), "console");
+    assert_eq!(
+        warden(&["routes", "test", "--config", c, "nolabel"], dir.path()).0,
+        2
+    );
+
+    let (code, out, err) = warden(&["notify", "preview", "--config", c, "pd"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\"event_action\": \"trigger\"") && out.contains("\"***\""),
+        "{out}"
+    );
+    assert!(pd.accepted().is_empty(), "preview sends nothing");
+    let (code, out, err) = warden(&["notify", "test", "--config", c, "pd"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let actions: Vec<String> = pd
+        .accepted()
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["trigger", "resolve"],
+        "a test opens nothing that stays open"
+    );
+    assert_eq!(
+        warden(&["notify", "test", "--config", c, "nope"], dir.path()).0,
+        1
+    );
+
+    let d = Daemon::start(dir.path(), &cfg, "run");
+    let url = format!("http://127.0.0.1:{}", d.port);
+    let (code, out, err) = warden(
+        &[
+            "silence",
+            "add",
+            "alertname=HostUp",
+            "instance=~.+",
+            "--duration",
+            "2h",
+            "--comment",
+            "deploy",
+            "--by",
+            "bob",
+            "--url",
+            &url,
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let (_, out, _) = warden(&["silence", "list", "--url", &url], dir.path());
+    assert!(
+        out.contains(&id) && out.contains("active") && out.contains("deploy"),
+        "{out}"
+    );
+    let (code, _, _) = warden(&["silence", "expire", &id, "--url", &url], dir.path());
+    assert_eq!(code, 0);
+    let (_, out, _) = warden(&["silence", "list", "--url", &url], dir.path());
+    assert!(
+        !out.contains(&id),
+        "expired silences are listed only with --all"
+    );
+    d.wait_for(Duration::from_secs(10), "HostUp firing", || {
+        Some(d.alert("HostUp")?["state"] == "firing")
+    });
+    let fp = d.alert("HostUp").unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = warden(
+        &[
+            "ack",
+            &fp,
+            "--by",
+            "carol",
+            "--comment",
+            "on it",
+            "--url",
+            &url,
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acknowledged"), "{out}");
+    assert_eq!(d.alert("HostUp").unwrap()["acknowledged"]["by"], "carol");
+    assert_eq!(warden(&["unack", &fp, "--url", &url], dir.path()).0, 0);
+    let (code, _, err) = warden(&["unack", &fp, "--url", &url], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("404"), "{err}");
+    assert!(d.terminate().success());
+}

@@ -92,10 +92,16 @@ impl Emulator {
 type Validate = fn(&Value) -> Result<Value, (u16, String)>;
 
 async fn start(path: &'static str, validate: Validate, port: u16) -> Emulator {
+    let limit = if path == "/v2/enqueue" {
+        512 * 1024
+    } else {
+        64 * 1024 * 1024
+    };
     let shared: Arc<Mutex<Shared>> = Arc::default();
     let app = Router::new()
         .route(path, post(handle))
-        .with_state((shared.clone(), validate));
+        .layer(axum::extract::DefaultBodyLimit::max(limit + 1024))
+        .with_state((shared.clone(), validate, limit));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
@@ -116,7 +122,7 @@ async fn start(path: &'static str, validate: Validate, port: u16) -> Emulator {
 }
 
 async fn handle(
-    State((shared, validate)): State<(Arc<Mutex<Shared>>, Validate)>,
+    State((shared, validate, limit)): State<(Arc<Mutex<Shared>>, Validate, usize)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -147,7 +153,7 @@ async fn handle(
         }
         None => {}
     }
-    if body.len() > 512 * 1024 {
+    if body.len() > limit {
         let mut s = shared.lock().unwrap();
         s.rejected.push((413, "payload too large".into()));
         return (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response();

@@ -12,3 +12,4 @@ mod lifecycle;
 mod notifications;
 mod probes;
 mod remediation;
+mod storm;

@@ -591,9 +591,9 @@ fn a_load_above_target_scales_out_and_respects_max() {
         .arg(&pool_dir)
         .arg("--load-file")
         .arg(&load)
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success());
+    assert!(st.status.success(), "{st:?}");
     let cfg = format!(
         r#"
 [store]
@@ -677,5 +677,82 @@ verify_within = "3s"
     });
     assert_eq!(running.count(), 2);
     drop(pool);
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn with_api_tokens_only_operators_act_and_the_token_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let cfg = format!(
+        r#"
+[store]
+path = "w.db"
+
+[[server.token]]
+name = "dashboard"
+role = "read"
+token_env = "T_READ"
+
+[[server.token]]
+name = "oncall"
+role = "operate"
+token_env = "T_OPERATE"
+
+[[action.exec]]
+name = "touch"
+command = ["/usr/bin/touch", "{}"]
+target_by = []
+"#,
+        marker.display()
+    );
+    let cfg = write(dir.path(), "warden.toml", &cfg);
+    let read = "r".repeat(24);
+    let operate = "o".repeat(24);
+    let d = Daemon::start_with_env(
+        dir.path(),
+        &cfg,
+        "run",
+        &[("T_READ", read.as_str()), ("T_OPERATE", operate.as_str())],
+    );
+    let run = |token: &str, args: &[&str]| {
+        Command::new(warden_bin())
+            .args([
+                "actions",
+                "--url",
+                &format!("http://127.0.0.1:{}", d.port),
+                "--token",
+                token,
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&read, &["run", "touch"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+    assert!(!marker.exists());
+    let out = run(&read, &["list", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (status, body) = {
+        let (s, t) = crate::harness::http_with(
+            d.port,
+            "POST",
+            "/api/v1/actions/run",
+            Some(r#"{"action":"touch"}"#),
+            &[("Authorization", &format!("Bearer {operate}"))],
+        )
+        .unwrap();
+        (s, serde_json::from_str::<Value>(&t).unwrap())
+    };
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["requested_by"], "oncall", "no 'by': the token's name");
+    d.wait_for(Duration::from_secs(10), "the command ran", || {
+        Some(marker.exists())
+    });
     assert!(d.terminate().success());
 }

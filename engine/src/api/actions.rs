@@ -9,12 +9,16 @@
 //! | `POST /api/v1/actions/run` | `{"action","labels":{},"by","comment"?}`: a manual run under the same guardrails |
 //! | `POST /api/v1/actions/pause`, `/resume` | `{"by","comment"?}`: the kill switch |
 //!
+//! `by` defaults to the API token's name; with a token and a different `by`, both
+//! are recorded (`alice (token oncall)`).
+//!
 //! Errors are `{"error": "..."}`: 400 for a malformed request, 404 for an unknown
 //! action or attempt, 409 when a guardrail or the attempt's state refuses (with the
 //! attempt's row as `"attempt"` when one was written), 503 without a runner.
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::api::auth::Caller;
 use crate::model::Labels;
 use crate::remediate::audit::{AttemptState, AuditEntry, Filter};
 use crate::remediate::{Remediation, RemediationError, Status};
@@ -63,8 +68,9 @@ fn internal(m: impl ToString) -> ActionsError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// Who decides (required).
-    pub by: String,
+    /// Who decides (default: the API token's name).
+    #[serde(default)]
+    pub by: Option<String>,
     /// Why.
     #[serde(default)]
     pub comment: Option<String>,
@@ -79,8 +85,9 @@ pub struct RunRequest {
     /// The target's labels (e.g. `{"instance": "web-1"}`).
     #[serde(default)]
     pub labels: HashMap<String, String>,
-    /// Who asks (required).
-    pub by: String,
+    /// Who asks (default: the API token's name).
+    #[serde(default)]
+    pub by: Option<String>,
     /// Why.
     #[serde(default)]
     pub comment: Option<String>,
@@ -90,14 +97,28 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ActionsE
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }
 
-fn who(by: &str) -> Result<String, ActionsError> {
-    let by = by.trim();
-    if by.is_empty() || by.len() > 200 || by.chars().any(char::is_control) {
+/// Who asks: `by` as given, else the API token's name. With a token, the token
+/// is recorded too when `by` names someone else (`alice (token oncall)`).
+fn who(by: Option<&str>, caller: Option<&Caller>) -> Result<String, ActionsError> {
+    let token = caller
+        .map(|c| c.name.as_str())
+        .filter(|n| *n != "anonymous");
+    let by = match (by.map(str::trim).filter(|b| !b.is_empty()), token) {
+        (Some(b), Some(t)) if b != t => format!("{b} (token {t})"),
+        (Some(b), _) => b.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => {
+            return Err(bad(
+                "'by' must name who decides (1 to 200 printable characters)",
+            ));
+        }
+    };
+    if by.len() > 200 || by.chars().any(char::is_control) {
         return Err(bad(
             "'by' must name who decides (1 to 200 printable characters)",
         ));
     }
-    Ok(by.to_string())
+    Ok(by)
 }
 
 fn comment(c: Option<String>) -> Result<Option<String>, ActionsError> {
@@ -196,12 +217,13 @@ async fn decide(
     id: String,
     body: &[u8],
     approve: bool,
+    caller: Option<Caller>,
 ) -> Result<Json<AuditEntry>, ActionsError> {
     let id: i64 = id
         .parse()
         .map_err(|_| bad(format!("invalid attempt id '{id}'")))?;
     let d: Decision = parse_json(body)?;
-    let by = who(&d.by)?;
+    let by = who(d.by.as_deref(), caller.as_ref())?;
     let c = comment(d.comment)?;
     let e = if approve {
         h.approve(id, by, c).await?
@@ -214,25 +236,28 @@ async fn decide(
 async fn approve(
     State(h): State<Remediation>,
     Path(id): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<Json<AuditEntry>, ActionsError> {
-    decide(h, id, &body, true).await
+    decide(h, id, &body, true, caller.map(|c| c.0)).await
 }
 
 async fn deny(
     State(h): State<Remediation>,
     Path(id): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<Json<AuditEntry>, ActionsError> {
-    decide(h, id, &body, false).await
+    decide(h, id, &body, false, caller.map(|c| c.0)).await
 }
 
 async fn run(
     State(h): State<Remediation>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<AuditEntry>), ActionsError> {
     let r: RunRequest = parse_json(&body)?;
-    let by = who(&r.by)?;
+    let by = who(r.by.as_deref(), caller.as_ref().map(|c| &c.0))?;
     let c = comment(r.comment)?;
     if r.action.trim().is_empty() {
         return Err(bad("'action' must name a configured action"));
@@ -242,23 +267,30 @@ async fn run(
     Ok((StatusCode::ACCEPTED, Json(e)))
 }
 
-async fn switch(h: Remediation, body: &[u8], paused: bool) -> Result<Json<Status>, ActionsError> {
+async fn switch(
+    h: Remediation,
+    body: &[u8],
+    paused: bool,
+    caller: Option<Caller>,
+) -> Result<Json<Status>, ActionsError> {
     let d: Decision = parse_json(body)?;
-    let by = who(&d.by)?;
+    let by = who(d.by.as_deref(), caller.as_ref())?;
     let c = comment(d.comment)?;
     Ok(Json(h.set_paused(paused, by, c).await?))
 }
 
 async fn pause(
     State(h): State<Remediation>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<Json<Status>, ActionsError> {
-    switch(h, &body, true).await
+    switch(h, &body, true, caller.map(|c| c.0)).await
 }
 
 async fn resume(
     State(h): State<Remediation>,
+    caller: Option<Extension<Caller>>,
     body: axum::body::Bytes,
 ) -> Result<Json<Status>, ActionsError> {
-    switch(h, &body, false).await
+    switch(h, &body, false, caller.map(|c| c.0)).await
 }

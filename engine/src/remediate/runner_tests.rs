@@ -221,10 +221,19 @@ impl Rig {
     }
 
     async fn stop(self) {
-        self.cancel.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        self.store.close().await.unwrap();
+        let Rig {
+            handle,
+            store,
+            cancel,
+            tracker,
+            ..
+        } = self;
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        // Every store handle must be gone for close to finish at once.
+        drop(handle);
+        store.close().await.unwrap();
     }
 }
 
@@ -498,11 +507,13 @@ async fn the_kill_switch_refuses_persists_and_resumes() {
         _dir,
         cancel,
         tracker,
+        handle,
         ..
     } = rig;
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
+    drop(handle);
     let rig = Rig::start_on(
         store,
         _dir,
@@ -704,5 +715,7 @@ async fn a_restart_keeps_the_budget_and_fails_interrupted_attempts() {
         b.real_runs().is_empty(),
         "the budget came back from the audit log"
     );
-    rig.stop().await;
+    // The first runner's hung action still holds a store handle: stop without
+    // waiting for the store to close.
+    rig.cancel.cancel();
 }

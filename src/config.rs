@@ -75,6 +75,8 @@ pub struct FileConfig {
     action: ActionsConfig,
     #[serde(default)]
     remediation: RemediationConfig,
+    #[serde(default)]
+    heartbeat: Vec<toml::Spanned<warden_integrations::heartbeat::HeartbeatConfig>>,
 }
 
 /// One error in a config file.
@@ -124,6 +126,10 @@ pub struct Config {
     pub notifiers: Vec<Arc<dyn Notifier>>,
     /// Routes, inhibitions, maintenance windows and delivery settings.
     pub notify: NotifyPlan,
+    /// Dead man's switches to call while healthy.
+    pub heartbeats: Vec<warden_integrations::heartbeat::Heartbeat>,
+    /// Run the always-firing `Watchdog` rule.
+    pub watchdog: bool,
     /// Without any configured notifier: every alert state change printed on the
     /// console as it happens (the embedded default's behaviour).
     pub state_log: Option<Arc<dyn Notifier>>,
@@ -301,6 +307,13 @@ pub fn parse(
     } else {
         None
     };
+    let mut heartbeats = Vec::new();
+    for h in &raw.heartbeat {
+        match warden_integrations::heartbeat::Heartbeat::new(h.get_ref()) {
+            Ok(hb) => heartbeats.push(hb),
+            Err(e) => problem(Problem::at(h.span(), e)),
+        }
+    }
     let names: Vec<String> = notifiers.iter().map(|n| n.name().to_string()).collect();
     let notify = match (NotifySections {
         notify: raw.notify.as_ref(),
@@ -368,6 +381,8 @@ pub fn parse(
             notifiers,
             notify,
             state_log,
+            heartbeats,
+            watchdog: raw.rules.watchdog,
             auth: Arc::new(auth),
             tls,
             actions,

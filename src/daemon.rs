@@ -92,6 +92,7 @@ fn sources(cfg: &Config) -> RuleSources {
     RuleSources {
         paths: cfg.rule_paths.clone(),
         builtin_host: cfg.builtin_host,
+        watchdog: cfg.watchdog,
         interval: cfg.rule_interval,
     }
 }
@@ -216,6 +217,16 @@ async fn run(mut cfg: Config, args: RunArgs) -> anyhow::Result<()> {
     let mut _watcher = watch_rules(&cfg.rule_paths, control_tx.clone(), root.child_token());
 
     spawn_watchdog(&tracker, &telemetry, has_collectors, root.child_token());
+    for hb in cfg.heartbeats.clone() {
+        let t = telemetry.clone();
+        // Healthy while the rule loop (which runs at least every rule interval)
+        // made progress within three intervals.
+        let stale = (3 * cfg.rule_interval.as_millis() as i64).max(30_000);
+        tracker.spawn(hb.run(
+            move || now_ms() - t.last_beat(warden_engine::telemetry::Loop::Rules) < stale,
+            root.child_token(),
+        ));
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut term = signal(SignalKind::terminate())?;

@@ -24,6 +24,14 @@ use warden_rules::{Diagnostic, ReadCache, Rule, RuleEngine, RuleFile};
 /// Shortest gap between two sample-triggered evaluations of one rule.
 const MIN_TRIGGER_GAP: Duration = Duration::from_millis(20);
 
+/// The always-firing alert for receivers that expect one (`[rules].watchdog`).
+const WATCHDOG_RULE: &str = r#"rule("Watchdog", #{
+    severity: "info",
+    summary: "warden is alive",
+    description: "This alert always fires while warden evaluates rules. Route it to a dead man's switch: it pages when this stops arriving.",
+    when: || true,
+});"#;
+
 /// Where rules come from.
 #[derive(Debug, Clone)]
 pub struct RuleSources {
@@ -31,6 +39,8 @@ pub struct RuleSources {
     pub paths: Vec<PathBuf>,
     /// Run the built-in host pack too.
     pub builtin_host: bool,
+    /// Run the always-firing `Watchdog` rule.
+    pub watchdog: bool,
     /// Default evaluation interval.
     pub interval: Duration,
 }
@@ -202,6 +212,15 @@ impl Evaluator {
                 host.clone(),
                 self.engine
                     .compile_source(&host, warden_rules::BUILTIN_HOST_PACK),
+                old,
+            );
+        }
+        if self.sources.watchdog {
+            let wd = PathBuf::from("<builtin>/watchdog.rhai");
+            let old = self.files.remove(&wd);
+            compile(
+                wd.clone(),
+                self.engine.compile_source(&wd, WATCHDOG_RULE),
                 old,
             );
         }

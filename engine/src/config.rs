@@ -129,6 +129,10 @@ pub struct RulesConfig {
     /// Also load the built-in host rule pack. Default `false` with a config file.
     #[serde(default)]
     pub builtin_host: bool,
+    /// Also run `Watchdog`, an info alert that always fires, for receivers that
+    /// expect one (a dead man's switch on their side). Default `false`.
+    #[serde(default)]
+    pub watchdog: bool,
 }
 
 impl Default for RulesConfig {
@@ -137,6 +141,7 @@ impl Default for RulesConfig {
             paths: Vec::new(),
             interval: default_interval(),
             builtin_host: false,
+            watchdog: false,
         }
     }
 }

@@ -122,6 +122,11 @@ impl Telemetry {
         self.beats[which as usize].store(now_ms(), Ordering::Relaxed);
     }
 
+    /// The last progress mark of `which` (unix ms).
+    pub fn last_beat(&self, which: Loop) -> i64 {
+        self.beats[which as usize].load(Ordering::Relaxed)
+    }
+
     /// The oldest progress mark of all loops (unix ms).
     pub fn oldest_beat(&self) -> i64 {
         self.beats

@@ -7,10 +7,12 @@
 //!   (`exec`, `restart`), and the process runner they share.
 //! - `inbound/`: parsers of payloads external systems push (Alertmanager v4).
 //! - `testing` (feature `testing`): emulators of the services notifiers talk to.
+//! - `heartbeat`: the dead man's switch warden calls while it is healthy.
 //! - [`NotifiersConfig`]: the `[notifier]` table of the config file.
 //! - [`ActionsConfig`]: the `[action]` table.
 
 pub mod action;
+pub mod heartbeat;
 pub mod inbound;
 pub mod notify;
 #[cfg(any(test, feature = "testing"))]

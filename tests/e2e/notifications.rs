@@ -440,3 +440,63 @@ fn the_command_line_tests_routes_sends_tests_silences_and_acks() {
     assert!(err.contains("404"), "{err}");
     assert!(d.terminate().success());
 }
+
+#[test]
+fn the_heartbeat_calls_while_healthy_and_the_watchdog_always_fires() {
+    let rt = runtime();
+    let beats = rt.block_on(testing::webhook_sink());
+    let hook = rt.block_on(testing::webhook_sink());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "warden.toml",
+        &format!(
+            r#"
+[store]
+path = "w.db"
+[rules]
+interval = "1s"
+watchdog = true
+[notify]
+group_wait = "0s"
+[[notifier.webhook]]
+name = "deadman"
+url = "{}/hook"
+[[heartbeat]]
+url = "{}/hook"
+method = "POST"
+interval = "200ms"
+"#,
+            hook.url(),
+            beats.url()
+        ),
+    );
+    let d = Daemon::start(dir.path(), &cfg, "run");
+    d.wait_for(
+        Duration::from_secs(10),
+        "heartbeats and the Watchdog alert",
+        || Some(beats.accepted().len() >= 3 && !hook.accepted().is_empty()),
+    );
+    assert_eq!(beats.accepted()[0]["status"], "ok");
+    assert_eq!(
+        hook.accepted()[0]["alerts"][0]["labels"]["alertname"],
+        "Watchdog"
+    );
+    assert_eq!(d.alert("Watchdog").unwrap()["state"], "firing");
+    let d_pid = d.child.id();
+    // A hung warden (stopped) sends nothing.
+    unsafe {
+        libc::kill(d_pid as i32, libc::SIGSTOP);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let n = beats.accepted().len();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        beats.accepted().len() <= n + 1,
+        "no heartbeat from a stopped process"
+    );
+    unsafe {
+        libc::kill(d_pid as i32, libc::SIGCONT);
+    }
+    assert!(d.terminate().success());
+}

@@ -23,7 +23,8 @@ use serde_json::Value;
 use slack_morphism::prelude::*;
 use warden_engine::model::{AlertState, Severity};
 use warden_engine::ports::{
-    BoxFuture, DeliveryMemo, Notification, NotifiedAlert, Notifier, NotifyError, NotifyReason,
+    ActionNote, BoxFuture, DeliveryMemo, Notification, NotifiedAlert, Notifier, NotifyError,
+    NotifyReason,
 };
 
 use super::http;
@@ -616,6 +617,42 @@ impl SlackNotifier {
     }
 }
 
+/// The message recording a remediation attempt: the summary, the reason and who
+/// decided, coloured by outcome.
+pub fn action_message(note: &ActionNote) -> SlackMessageContent {
+    let icon = match note.state.as_str() {
+        "succeeded" => ":white_check_mark:",
+        "dry_run" => ":memo:",
+        "pending_approval" => ":raised_hand:",
+        _ => ":warning:",
+    };
+    let mut text = format!("{icon} {}", note.summary);
+    if !note.rule.is_empty() {
+        text.push_str(&format!(" — for *{}*", note.rule));
+    }
+    if let Some(r) = &note.reason {
+        text.push_str(&format!("\n_{}_", http::truncate(r, 600)));
+    }
+    if let Some(b) = &note.by {
+        text.push_str(&format!("\nby {b}"));
+    }
+    if note.state == "pending_approval" {
+        text.push_str(&format!(
+            "\nApprove: `warden actions approve {}` · deny: `warden actions deny {}`",
+            note.id, note.id
+        ));
+    }
+    SlackMessageContent::new()
+        .with_text(http::truncate(&note.summary, 3000))
+        .with_blocks(vec![
+            SlackSectionBlock::new()
+                .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                    http::truncate(&text, 2900),
+                )))
+                .into(),
+        ])
+}
+
 impl Notifier for SlackNotifier {
     fn name(&self) -> &str {
         &self.name
@@ -627,6 +664,23 @@ impl Notifier for SlackNotifier {
 
     fn send_resolved(&self) -> bool {
         self.send_resolved
+    }
+
+    fn action_note<'a>(&'a self, note: &'a ActionNote) -> BoxFuture<'a, Result<bool, NotifyError>> {
+        Box::pin(async move {
+            let body = action_message(note);
+            match &self.mode {
+                Mode::Webhook(url) => self.webhook(url, &body).await?,
+                Mode::Api { token, channel } => {
+                    let req = SlackApiChatPostMessageRequest::new(
+                        SlackChannelId(channel.to_string()),
+                        body,
+                    );
+                    self.call(token, "chat.postMessage", &req).await?;
+                }
+            }
+            Ok(true)
+        })
     }
 
     fn notify<'a>(
@@ -861,5 +915,31 @@ mod tests {
             SlackNotifier::new(&toml::from_str("name = \"x\"\ntoken = \"xoxb\"\n").unwrap())
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_remediation_attempt_is_posted_as_a_note() {
+        let sl = testing::slack().await;
+        let n = hook(&format!("{}/services/T0/B0/XYZSECRET", sl.url()));
+        let note = ActionNote {
+            id: 4,
+            action: "restart-web".into(),
+            kind: "restart".into(),
+            state: "pending_approval".into(),
+            rule: "WebDown".into(),
+            labels: warden_engine::model::Labels::new([("instance", "web-2")]).unwrap(),
+            summary: "warden restart restart-web on {instance=\"web-2\"}: pending approval".into(),
+            reason: None,
+            by: None,
+            at: 0,
+        };
+        assert!(n.action_note(&note).await.unwrap());
+        let st = sl.state();
+        assert!(st.rejected.is_empty(), "{:?}", st.rejected);
+        let msg = &st.webhook_posts[0];
+        assert!(msg["text"].as_str().unwrap().contains("pending approval"));
+        let body = msg["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(body.contains("warden actions approve 4"), "{body}");
+        assert!(body.contains("for *WebDown*"), "{body}");
     }
 }

@@ -294,3 +294,249 @@ async fn resume(
 ) -> Result<Json<Status>, ActionsError> {
     switch(h, &body, false, caller.map(|c| c.0)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::api::{ApiState, router as api_router, serve};
+    use crate::ports::{
+        Action, ActionContext, ActionError, ActionOutcome, ActionRequest, BoxFuture, SingleNode,
+    };
+    use crate::remediate::config::Guardrails;
+    use crate::remediate::{Setup, system_clock};
+    use crate::store::{Store, StoreOptions};
+    use crate::telemetry::Telemetry;
+
+    struct Echo;
+
+    impl Action for Echo {
+        fn name(&self) -> &str {
+            "echo"
+        }
+        fn kind(&self) -> &'static str {
+            "exec"
+        }
+        fn run<'a>(
+            &'a self,
+            req: &'a ActionRequest,
+            _cx: &'a ActionContext,
+        ) -> BoxFuture<'a, Result<ActionOutcome, ActionError>> {
+            Box::pin(async move {
+                Ok(ActionOutcome {
+                    ok: true,
+                    status: Some(0),
+                    args: serde_json::json!(["echo", req.labels.get("instance")]),
+                    output: "hi".into(),
+                })
+            })
+        }
+    }
+
+    async fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn endpoints_answer_and_changes_stream_as_action_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path().join("w.db"))).unwrap();
+        let (events, _) = tokio::sync::broadcast::channel(64);
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let g = Guardrails {
+            cooldown: Duration::from_secs(3600),
+            ..Guardrails::default()
+        };
+        let handle = Remediation::spawn(
+            Setup {
+                actions: vec![(Arc::new(Echo) as Arc<dyn Action>, g)],
+                ..Setup::default()
+            },
+            store.clone(),
+            Telemetry::default(),
+            events.clone(),
+            Arc::new(SingleNode),
+            system_clock(),
+            &tracker,
+            cancel.clone(),
+        )
+        .unwrap();
+        handle.alerts(Vec::new(), true).await;
+        let (_alerts_tx, alerts) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+        let state = ApiState {
+            store: store.clone(),
+            telemetry: Telemetry::default(),
+            alerts,
+            events,
+            notify: None,
+        };
+        let app = api_router(state).merge(router(handle.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = cancel.clone();
+        tokio::spawn(serve(listener, app, async move { stop.cancelled().await }));
+
+        // The live stream, opened before anything happens.
+        let mut sse = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        sse.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains("event: snapshot") {
+            let n = sse.read(&mut buf).await.unwrap();
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+
+        let (s, b) = request(
+            port,
+            "POST",
+            "/api/v1/actions/run",
+            r#"{"action":"echo","labels":{"instance":"web-1"},"by":"ann"}"#,
+        )
+        .await;
+        assert_eq!(s, 202, "{b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["requested_by"], "ann");
+        let id = v["id"].as_i64().unwrap();
+
+        let found = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if seen.contains("event: action") && seen.contains("\"state\":\"succeeded\"") {
+                    return;
+                }
+                let n = sse.read(&mut buf).await.unwrap();
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "{seen}");
+        assert!(seen.contains("\"type\":\"action\""), "{seen}");
+
+        let (s, b) = request(port, "GET", &format!("/api/v1/actions/{id}"), "").await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = request(
+            port,
+            "GET",
+            "/api/v1/actions?state=succeeded&action=echo",
+            "",
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&b)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        // Guardrails answer 409 with the audited row; bad requests 400; unknowns 404.
+        let (s, b) = request(
+            port,
+            "POST",
+            "/api/v1/actions/run",
+            r#"{"action":"echo","labels":{"instance":"web-1"},"by":"ann"}"#,
+        )
+        .await;
+        assert_eq!(s, 409, "{b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with("cooldown"), "{v}");
+        assert_eq!(v["attempt"]["state"], "refused");
+        assert_eq!(
+            request(port, "POST", "/api/v1/actions/run", r#"{"action":"echo"}"#)
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            request(port, "POST", "/api/v1/actions/run", "not json")
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            request(
+                port,
+                "POST",
+                "/api/v1/actions/run",
+                r#"{"action":"nope","by":"x"}"#
+            )
+            .await
+            .0,
+            404
+        );
+        assert_eq!(request(port, "GET", "/api/v1/actions/999", "").await.0, 404);
+        assert_eq!(request(port, "GET", "/api/v1/actions/abc", "").await.0, 400);
+        assert_eq!(
+            request(port, "GET", "/api/v1/actions?limit=0", "").await.0,
+            400
+        );
+        assert_eq!(
+            request(port, "GET", "/api/v1/actions?bogus=1", "").await.0,
+            400
+        );
+        assert_eq!(
+            request(
+                port,
+                "POST",
+                &format!("/api/v1/actions/{id}/approve"),
+                r#"{"by":"x"}"#
+            )
+            .await
+            .0,
+            409
+        );
+        let (s, b) = request(
+            port,
+            "POST",
+            "/api/v1/actions/pause",
+            r#"{"by":"ops","comment":"deploy"}"#,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        assert!(b.contains("\"paused\":true"));
+        let (s, b) = request(port, "GET", "/api/v1/actions/status", "").await;
+        assert_eq!(s, 200);
+        let st: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(st["paused_by"], "ops");
+        assert_eq!(st["actions"][0]["name"], "echo");
+        assert_eq!(st["actions"][0]["cooldown"], "1h");
+
+        drop(sse);
+        cancel.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracker.close();
+        tracker.wait().await;
+        drop(handle);
+        store.close().await.unwrap();
+    }
+}
